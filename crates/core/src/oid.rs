@@ -129,7 +129,7 @@ pub(crate) fn eku_name(oid: &str) -> Option<&'static str> {
 }
 
 /// Extension names for `inspect`.
-pub(crate) fn extension_name(oid: &str) -> Option<&'static str> {
+pub fn extension_name(oid: &str) -> Option<&'static str> {
     Some(match oid {
         "2.5.29.14" => "Subject Key Identifier",
         "2.5.29.15" => "Key Usage",

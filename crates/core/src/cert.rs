@@ -1,0 +1,628 @@
+//! The certificate model: a compact, owned summary of everything the checks and outputs need.
+//!
+//! A host can hold a hundred thousand certificates, so the summary keeps no DER. The public key
+//! is kept only for certificates that can issue others (the issuer side of a signature check).
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::{SubjectPublicKeyInfo, X509Name};
+
+use crate::error::ParseError;
+use crate::oid;
+
+pub type Fingerprint = [u8; 32];
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Curve {
+    P192,
+    P224,
+    P256,
+    P384,
+    P521,
+    Secp256k1,
+    BrainpoolP256r1,
+    BrainpoolP384r1,
+    BrainpoolP512r1,
+    Sm2,
+    Other(Box<str>),
+}
+
+impl Curve {
+    pub fn bits(&self) -> u32 {
+        match self {
+            Self::P192 => 192,
+            Self::P224 => 224,
+            Self::P256 | Self::Secp256k1 | Self::BrainpoolP256r1 | Self::Sm2 => 256,
+            Self::P384 | Self::BrainpoolP384r1 => 384,
+            Self::P521 => 521,
+            Self::BrainpoolP512r1 => 512,
+            Self::Other(_) => 0,
+        }
+    }
+}
+
+impl fmt::Display for Curve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::P192 => "P-192",
+            Self::P224 => "P-224",
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+            Self::P521 => "P-521",
+            Self::Secp256k1 => "secp256k1",
+            Self::BrainpoolP256r1 => "brainpoolP256r1",
+            Self::BrainpoolP384r1 => "brainpoolP384r1",
+            Self::BrainpoolP512r1 => "brainpoolP512r1",
+            Self::Sm2 => "SM2",
+            Self::Other(oid) => oid,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    Rsa,
+    RsaPss,
+    Ec(Curve),
+    Ed25519,
+    Ed448,
+    Dsa,
+    Unknown(Box<str>),
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rsa => f.write_str("RSA"),
+            Self::RsaPss => f.write_str("RSA-PSS"),
+            Self::Ec(Curve::Sm2) => f.write_str("SM2"),
+            Self::Ec(curve) => write!(f, "ECDSA {curve}"),
+            Self::Ed25519 => f.write_str("Ed25519"),
+            Self::Ed448 => f.write_str("Ed448"),
+            Self::Dsa => f.write_str("DSA"),
+            Self::Unknown(oid) => write!(f, "unknown ({oid})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashAlgorithm {
+    Md2,
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    pub fn is_weak(self) -> bool {
+        matches!(self, Self::Md2 | Self::Md5 | Self::Sha1)
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Md2 => "MD2",
+            Self::Md5 => "MD5",
+            Self::Sha1 => "SHA1",
+            Self::Sha224 => "SHA224",
+            Self::Sha256 => "SHA256",
+            Self::Sha384 => "SHA384",
+            Self::Sha512 => "SHA512",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SignatureAlgorithm {
+    RsaPkcs1(HashAlgorithm),
+    RsaPss(HashAlgorithm),
+    Ecdsa(HashAlgorithm),
+    Ed25519,
+    Ed448,
+    Sm2Sm3,
+    Dsa(HashAlgorithm),
+    Other(Box<str>),
+}
+
+impl SignatureAlgorithm {
+    pub fn hash(&self) -> Option<HashAlgorithm> {
+        match self {
+            Self::RsaPkcs1(h) | Self::RsaPss(h) | Self::Ecdsa(h) | Self::Dsa(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SignatureAlgorithm {
+    /// The names `openssl x509 -text` prints, so operators recognise them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use HashAlgorithm as H;
+        match self {
+            Self::RsaPkcs1(H::Md2) => f.write_str("md2WithRSAEncryption"),
+            Self::RsaPkcs1(H::Md5) => f.write_str("md5WithRSAEncryption"),
+            Self::RsaPkcs1(h) => write!(f, "{}WithRSAEncryption", h.to_string().to_lowercase()),
+            Self::RsaPss(h) => write!(f, "rsassaPss-{h}"),
+            Self::Ecdsa(h) => write!(f, "ecdsa-with-{h}"),
+            Self::Ed25519 => f.write_str("ED25519"),
+            Self::Ed448 => f.write_str("ED448"),
+            Self::Sm2Sm3 => f.write_str("SM2-with-SM3"),
+            Self::Dsa(h) => write!(f, "dsa_with_{h}"),
+            Self::Other(oid) => write!(f, "unknown ({oid})"),
+        }
+    }
+}
+
+/// KeyUsage bits, in the order of RFC 5280 §4.2.1.3.
+pub mod key_usage {
+    pub const DIGITAL_SIGNATURE: u16 = 1 << 0;
+    pub const NON_REPUDIATION: u16 = 1 << 1;
+    pub const KEY_ENCIPHERMENT: u16 = 1 << 2;
+    pub const DATA_ENCIPHERMENT: u16 = 1 << 3;
+    pub const KEY_AGREEMENT: u16 = 1 << 4;
+    pub const KEY_CERT_SIGN: u16 = 1 << 5;
+    pub const CRL_SIGN: u16 = 1 << 6;
+    pub const ENCIPHER_ONLY: u16 = 1 << 7;
+    pub const DECIPHER_ONLY: u16 = 1 << 8;
+
+    pub const NAMES: [(u16, &str); 9] = [
+        (DIGITAL_SIGNATURE, "Digital Signature"),
+        (NON_REPUDIATION, "Non Repudiation"),
+        (KEY_ENCIPHERMENT, "Key Encipherment"),
+        (DATA_ENCIPHERMENT, "Data Encipherment"),
+        (KEY_AGREEMENT, "Key Agreement"),
+        (KEY_CERT_SIGN, "Certificate Sign"),
+        (CRL_SIGN, "CRL Sign"),
+        (ENCIPHER_ONLY, "Encipher Only"),
+        (DECIPHER_ONLY, "Decipher Only"),
+    ];
+}
+
+/// The extended key usages the role checks care about; anything else is kept as an OID.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtendedKeyUsage {
+    pub any: bool,
+    pub server_auth: bool,
+    pub client_auth: bool,
+    pub other: Vec<Box<str>>,
+}
+
+impl ExtendedKeyUsage {
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.server_auth {
+            names.push("serverAuth".to_owned());
+        }
+        if self.client_auth {
+            names.push("clientAuth".to_owned());
+        }
+        if self.any {
+            names.push("anyExtendedKeyUsage".to_owned());
+        }
+        for oid in &self.other {
+            names.push(oid::eku_name(oid).map_or_else(|| oid.to_string(), str::to_owned));
+        }
+        names
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SubjectAltName {
+    Dns(Box<str>),
+    Ip(std::net::IpAddr),
+    Email(Box<str>),
+    Uri(Box<str>),
+    Other(Box<str>),
+}
+
+impl fmt::Display for SubjectAltName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dns(name) => write!(f, "DNS:{name}"),
+            Self::Ip(ip) => write!(f, "IP:{ip}"),
+            Self::Email(email) => write!(f, "email:{email}"),
+            Self::Uri(uri) => write!(f, "URI:{uri}"),
+            Self::Other(other) => f.write_str(other),
+        }
+    }
+}
+
+/// An owned, compact summary of one X.509 certificate.
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    pub fingerprint: Fingerprint,
+    /// Serial number magnitude, big-endian, without leading zero bytes.
+    pub serial: Box<[u8]>,
+    pub serial_negative: bool,
+    /// RFC 4514 string, as `openssl x509 -nameopt RFC2253` prints it.
+    pub subject: Arc<str>,
+    pub issuer: Arc<str>,
+    /// Hashes of the DER-encoded names, for issuer lookups without string compares.
+    pub subject_id: u64,
+    pub issuer_id: u64,
+    pub common_name: Option<Box<str>>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub sans: Box<[SubjectAltName]>,
+    pub key_algorithm: KeyAlgorithm,
+    pub key_bits: u32,
+    /// SHA-256 over the subjectPublicKey bits; equal for a certificate and its private key.
+    pub key_id: Fingerprint,
+    pub signature_algorithm: SignatureAlgorithm,
+    pub is_ca: bool,
+    pub path_len: Option<u32>,
+    pub key_usage: Option<u16>,
+    pub extended_key_usage: Option<ExtendedKeyUsage>,
+    pub subject_key_id: Option<Box<[u8]>>,
+    pub authority_key_id: Option<Box<[u8]>>,
+    pub version: u32,
+    /// The whole SubjectPublicKeyInfo, kept only for certificates that may sign others.
+    pub issuer_spki: Option<Arc<[u8]>>,
+}
+
+impl Certificate {
+    /// Parses one DER certificate. Bytes after the certificate are an error: a DER file with
+    /// trailing garbage is corrupt, not "a certificate and some noise".
+    pub fn from_der(der: &[u8]) -> Result<Self, ParseError> {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| ParseError::Certificate(e.to_string().into()))?;
+        if !rest.is_empty() {
+            return Err(ParseError::TrailingData(rest.len()));
+        }
+        Ok(Self::from_parsed(&cert, &der[..der.len() - rest.len()]))
+    }
+
+    /// Builds the summary from an already parsed certificate and its exact DER.
+    pub fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Self {
+        let fingerprint = sha256(der);
+        let (serial, serial_negative) = serial_magnitude(cert.tbs_certificate.raw_serial());
+        let subject = cert.subject();
+        let issuer = cert.issuer();
+        let spki = cert.public_key();
+        let (key_algorithm, key_bits) = key_algorithm(spki);
+        let pss_hash = pss_hash(cert);
+        let signature_algorithm =
+            oid::signature_from_oid(&cert.signature_algorithm.algorithm.to_id_string(), pss_hash);
+
+        let mut summary = Self {
+            fingerprint,
+            serial,
+            serial_negative,
+            subject: rfc4514(subject).into(),
+            issuer: rfc4514(issuer).into(),
+            subject_id: name_id(subject.as_raw()),
+            issuer_id: name_id(issuer.as_raw()),
+            common_name: subject
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(Into::into),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            sans: Box::default(),
+            key_algorithm,
+            key_bits,
+            key_id: sha256(&spki.subject_public_key.data),
+            signature_algorithm,
+            is_ca: false,
+            path_len: None,
+            key_usage: None,
+            extended_key_usage: None,
+            subject_key_id: None,
+            authority_key_id: None,
+            version: cert.version().0 + 1,
+            issuer_spki: None,
+        };
+        summary.read_extensions(cert);
+        if summary.is_ca || summary.is_self_issued() {
+            summary.issuer_spki = Some(spki.raw.into());
+        }
+        summary
+    }
+
+    fn read_extensions(&mut self, cert: &X509Certificate<'_>) {
+        let mut sans = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::BasicConstraints(bc) => {
+                    self.is_ca = bc.ca;
+                    self.path_len = bc.path_len_constraint;
+                }
+                ParsedExtension::KeyUsage(ku) => self.key_usage = Some(ku.flags),
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    let mut other: Vec<Box<str>> = Vec::new();
+                    let known = [
+                        (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
+                        (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
+                        (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
+                        (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
+                    ];
+                    other.extend(known.iter().filter(|(set, _)| *set).map(|(_, o)| (*o).into()));
+                    other.extend(eku.other.iter().map(|o| o.to_id_string().into()));
+                    self.extended_key_usage = Some(ExtendedKeyUsage {
+                        any: eku.any,
+                        server_auth: eku.server_auth,
+                        client_auth: eku.client_auth,
+                        other,
+                    });
+                }
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    sans.extend(san.general_names.iter().map(subject_alt_name));
+                }
+                ParsedExtension::SubjectKeyIdentifier(ski) => {
+                    self.subject_key_id = Some(ski.0.into());
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    self.authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.into());
+                }
+                _ => {}
+            }
+        }
+        self.sans = sans.into();
+    }
+
+    /// Subject and issuer are the same name (and key identifiers, when present, agree).
+    pub fn is_self_issued(&self) -> bool {
+        self.subject_id == self.issuer_id
+            && match (&self.subject_key_id, &self.authority_key_id) {
+                (Some(ski), Some(aki)) => ski == aki,
+                _ => true,
+            }
+    }
+
+    pub fn lifetime_secs(&self) -> i64 {
+        self.not_after - self.not_before
+    }
+
+    pub fn serial_hex(&self) -> String {
+        let hex = hex(&self.serial);
+        let hex = if hex.is_empty() { "00".to_owned() } else { hex };
+        if self.serial_negative { format!("-{hex}") } else { hex }
+    }
+
+    pub fn fingerprint_hex(&self) -> String {
+        hex(&self.fingerprint)
+    }
+
+    pub fn dns_names(&self) -> impl Iterator<Item = &str> {
+        self.sans.iter().filter_map(|san| match san {
+            SubjectAltName::Dns(name) => Some(&**name),
+            _ => None,
+        })
+    }
+
+    /// Could `issuer` have signed `self`, judging by names and key identifiers only?
+    pub fn may_be_issued_by(&self, issuer: &Self) -> bool {
+        self.issuer_id == issuer.subject_id
+            && match (&self.authority_key_id, &issuer.subject_key_id) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => true,
+            }
+    }
+
+    /// A short human label: the CN, else the first SAN, else the subject.
+    pub fn label(&self) -> String {
+        if let Some(cn) = &self.common_name {
+            return cn.to_string();
+        }
+        if let Some(san) = self.sans.first() {
+            return san.to_string();
+        }
+        self.subject.to_string()
+    }
+}
+
+fn subject_alt_name(name: &GeneralName<'_>) -> SubjectAltName {
+    match name {
+        GeneralName::DNSName(dns) => SubjectAltName::Dns((*dns).into()),
+        GeneralName::RFC822Name(email) => SubjectAltName::Email((*email).into()),
+        GeneralName::URI(uri) => SubjectAltName::Uri((*uri).into()),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => {
+                let octets: [u8; 4] = (*bytes).try_into().unwrap_or_default();
+                SubjectAltName::Ip(octets.into())
+            }
+            16 => {
+                let octets: [u8; 16] = (*bytes).try_into().unwrap_or_default();
+                SubjectAltName::Ip(octets.into())
+            }
+            _ => SubjectAltName::Other(format!("IP:<invalid {} bytes>", bytes.len()).into()),
+        },
+        GeneralName::DirectoryName(name) => {
+            SubjectAltName::Other(format!("DirName:{}", rfc4514(name)).into())
+        }
+        GeneralName::OtherName(oid, _) => SubjectAltName::Other(format!("othername:{oid}").into()),
+        GeneralName::RegisteredID(oid) => {
+            SubjectAltName::Other(format!("Registered ID:{oid}").into())
+        }
+        other => SubjectAltName::Other(format!("{other:?}").into()),
+    }
+}
+
+fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> (KeyAlgorithm, u32) {
+    let alg_oid = spki.algorithm.algorithm.to_id_string();
+    if alg_oid == oid::EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map_or(Curve::Other("implicit".into()), |o| oid::curve_from_oid(&o.to_id_string()));
+        let bits = curve.bits();
+        return (KeyAlgorithm::Ec(curve), bits);
+    }
+    let Some(alg) = oid::key_algorithm_from_oid(&alg_oid) else {
+        return (KeyAlgorithm::Unknown(alg_oid.into()), 0);
+    };
+    let bits = match (&alg, spki.parsed()) {
+        (KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss, Ok(PublicKey::RSA(rsa))) => {
+            significant_bits(rsa.modulus)
+        }
+        (KeyAlgorithm::Ec(curve), _) => curve.bits(),
+        (KeyAlgorithm::Ed25519, _) => 256,
+        (KeyAlgorithm::Ed448, _) => 456,
+        (KeyAlgorithm::Dsa, Ok(PublicKey::DSA(_))) => dsa_bits(spki),
+        _ => 0,
+    };
+    (alg, bits)
+}
+
+fn dsa_bits(spki: &SubjectPublicKeyInfo<'_>) -> u32 {
+    // Dss-Parms ::= SEQUENCE { p INTEGER, q INTEGER, g INTEGER }; the size is that of p.
+    use x509_parser::der_parser::der::parse_der_sequence;
+    let Some(params) = spki.algorithm.parameters.as_ref() else { return 0 };
+    let Ok((_, seq)) = parse_der_sequence(params.as_bytes()) else {
+        // Parameters are the content of the SEQUENCE already: re-wrap is not needed, fall back.
+        return 0;
+    };
+    seq.as_sequence()
+        .ok()
+        .and_then(|items| items.first())
+        .and_then(|p| p.as_slice().ok())
+        .map_or(0, significant_bits)
+}
+
+pub(crate) fn pss_hash(cert: &X509Certificate<'_>) -> Option<HashAlgorithm> {
+    use x509_parser::signature_algorithm::SignatureAlgorithm as Parsed;
+    match Parsed::try_from(&cert.signature_algorithm) {
+        Ok(Parsed::RSASSA_PSS(params)) => {
+            oid::hash_from_oid(&params.hash_algorithm_oid().to_id_string())
+        }
+        _ => None,
+    }
+}
+
+fn significant_bits(be: &[u8]) -> u32 {
+    let trimmed: &[u8] = match be.iter().position(|b| *b != 0) {
+        Some(first) => &be[first..],
+        None => return 0,
+    };
+    (trimmed.len() as u32 - 1) * 8 + (8 - trimmed[0].leading_zeros())
+}
+
+fn serial_magnitude(raw: &[u8]) -> (Box<[u8]>, bool) {
+    let negative = raw.first().is_some_and(|b| b & 0x80 != 0);
+    if negative {
+        // Two's complement negation, so the hex shows the magnitude as OpenSSL does.
+        let mut magnitude: Vec<u8> = raw.iter().map(|b| !b).collect();
+        for byte in magnitude.iter_mut().rev() {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+        let first = magnitude.iter().position(|b| *b != 0).unwrap_or(magnitude.len());
+        return (magnitude[first..].into(), true);
+    }
+    let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    (raw[first..].into(), false)
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> Fingerprint {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// A 64-bit identity for a DER name, for issuer lookups. Collisions only cost a wasted
+/// signature check: a link is accepted on the signature, never on the name alone.
+pub(crate) fn name_id(der: &[u8]) -> u64 {
+    let hash = sha256(der);
+    u64::from_be_bytes(hash[..8].try_into().unwrap_or_default())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Renders a name as RFC 4514 (most specific RDN first), matching OpenSSL's RFC2253 output
+/// for printable names; values that are not strings are dumped as `#hex` DER.
+pub fn rfc4514(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = atv.attr_type().to_id_string();
+            match oid::attribute_short_name(&oid) {
+                Some(short) => out.push_str(short),
+                None => out.push_str(&oid),
+            }
+            out.push('=');
+            match atv.as_str() {
+                Ok(value) => escape_rfc4514(value, &mut out),
+                Err(_) => {
+                    out.push('#');
+                    out.push_str(&hex(atv.attr_value().data));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_rfc4514(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_serials_show_their_magnitude() {
+        assert_eq!(serial_magnitude(&[0xff]), (vec![1].into(), true));
+        assert_eq!(serial_magnitude(&[0x00, 0x80]), (vec![0x80].into(), false));
+        assert_eq!(serial_magnitude(&[0xff, 0x00]), (vec![1, 0].into(), true));
+    }
+
+    #[test]
+    fn significant_bits_ignores_leading_zeros() {
+        assert_eq!(significant_bits(&[0x00, 0x80, 0x00]), 16);
+        assert_eq!(significant_bits(&[0x01]), 1);
+        assert_eq!(significant_bits(&[]), 0);
+    }
+
+    #[test]
+    fn escapes_like_rfc4514() {
+        let mut out = String::new();
+        escape_rfc4514(" a,b+c ", &mut out);
+        assert_eq!(out, "\\ a\\,b\\+c\\ ");
+    }
+}

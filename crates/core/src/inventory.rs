@@ -1,0 +1,449 @@
+//! The inventory: every certificate found, once, and every place it was found.
+//!
+//! Certificates are stored once by fingerprint (a trust store lists the same roots several
+//! times; a fleet of fullchains repeats the same intermediates); sources refer to them by id.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::cert::{Certificate, Fingerprint};
+use crate::crl::Crl;
+use crate::decode::Decoded;
+use crate::error::ParseError;
+use crate::key::PrivateKey;
+use crate::verify::{SignatureVerdict, verify_signature};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CertId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    File,
+    TrustStore,
+    Kubeconfig,
+    Kube,
+    Endpoint,
+    Stdin,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::TrustStore => "trust_store",
+            Self::Kubeconfig => "kubeconfig",
+            Self::Kube => "kube",
+            Self::Endpoint => "endpoint",
+            Self::Stdin => "stdin",
+        }
+    }
+}
+
+/// Where something was found: a path, an endpoint, a key inside a kube object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub kind: SourceKind,
+    /// Path, `host:port`, or the kube object (`secret/namespace/name`).
+    pub name: Arc<str>,
+    /// Position inside `name`: a data key, a kubeconfig user, an SNI name.
+    pub detail: Option<Box<str>>,
+}
+
+impl Location {
+    pub fn new(kind: SourceKind, name: impl Into<Arc<str>>) -> Self {
+        Self { kind, name: name.into(), detail: None }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<Box<str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " [{detail}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a source is expected to be, so role and hostname checks know what to test.
+#[derive(Clone, Debug, Default)]
+pub struct Expectations {
+    /// Host names (or IPs) the leaf must cover.
+    pub hosts: Vec<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    TlsServer,
+    TlsClient,
+    /// etcd peers dial each other: both serverAuth and clientAuth.
+    EtcdPeer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "tls-server" | "server" | "etcd-server" => Self::TlsServer,
+            "tls-client" | "client" | "etcd-client" => Self::TlsClient,
+            "etcd-peer" | "peer" => Self::EtcdPeer,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TlsServer => "tls-server",
+            Self::TlsClient => "tls-client",
+            Self::EtcdPeer => "etcd-peer",
+        }
+    }
+}
+
+/// What a TLS handshake told us beyond the certificates.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointInfo {
+    pub sni: Option<String>,
+    pub tls_version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub alpn: Option<String>,
+    /// The TLS library's own verdict on the presented chain; `None` means accepted.
+    pub verify_error: Option<String>,
+    pub handshake_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Source {
+    pub location: Location,
+    pub certs: Vec<CertId>,
+    pub keys: Vec<PrivateKey>,
+    pub encrypted_keys: usize,
+    pub crls: Vec<Crl>,
+    pub expect: Expectations,
+    pub endpoint: Option<EndpointInfo>,
+    /// Certificates here are trust anchors (system trust store, `--ca-file`).
+    pub anchor: bool,
+    /// Listed in outputs. Anchors loaded only to judge endpoints are not.
+    pub reported: bool,
+    /// DER kept for sources that cannot be read again (endpoints, stdin, kube objects).
+    retained_der: Option<Vec<Vec<u8>>>,
+}
+
+/// A source that could not be read or decoded, in whole or in part.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub location: Location,
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The bytes could not be read: permissions, I/O, too large, a symlink loop.
+    Read,
+    /// The bytes were read but are not (entirely) valid.
+    Parse,
+    /// A TLS endpoint could not be reached or did not complete a handshake.
+    Endpoint,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkStatus {
+    Verified,
+    BadSignature,
+    /// Names match but the algorithm cannot be checked; treated as a link, reported as info.
+    Unchecked,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub issuer: CertId,
+    pub status: LinkStatus,
+}
+
+/// A certificate source paired with a separate key source (`tls.crt` + `tls.key`).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyPairing {
+    pub cert_source: SourceId,
+    pub key_source: SourceId,
+}
+
+#[derive(Debug, Default)]
+pub struct Inventory {
+    certs: Vec<Certificate>,
+    by_fingerprint: HashMap<Fingerprint, CertId>,
+    /// Certificates that can sign others, by subject name id.
+    by_subject: HashMap<u64, Vec<CertId>>,
+    sources: Vec<Source>,
+    pub problems: Vec<Problem>,
+    links: HashMap<CertId, Link>,
+    pub pairings: Vec<KeyPairing>,
+    anchors: Vec<bool>,
+}
+
+/// The decoded content of one source, with in-source signature links already checked.
+#[derive(Debug)]
+pub struct SourceContent {
+    pub certs: Vec<Certificate>,
+    /// (child index, issuer index, status) within `certs`.
+    pub links: Vec<(usize, usize, LinkStatus)>,
+    pub keys: Vec<PrivateKey>,
+    pub encrypted_keys: usize,
+    pub crls: Vec<Crl>,
+    pub errors: Vec<ParseError>,
+}
+
+impl SourceContent {
+    /// Summarises decoded bytes and checks the signatures between certificates of the same
+    /// source (the common fullchain case needs no second pass).
+    pub fn from_decoded(decoded: Decoded) -> Self {
+        let mut errors = decoded.errors;
+        let mut parsed = Vec::with_capacity(decoded.certs.len());
+        let mut certs = Vec::with_capacity(decoded.certs.len());
+        for der in &decoded.certs {
+            match X509Certificate::from_der(der) {
+                Ok((_, cert)) => {
+                    certs.push(Certificate::from_parsed(&cert, der));
+                    parsed.push(cert);
+                }
+                Err(e) => errors.push(ParseError::Certificate(e.to_string().into())),
+            }
+        }
+        let mut links = Vec::new();
+        for (child, cert) in certs.iter().enumerate() {
+            if cert.is_self_issued() {
+                continue;
+            }
+            let candidates = certs
+                .iter()
+                .enumerate()
+                .filter(|(i, issuer)| *i != child && cert.may_be_issued_by(issuer));
+            for (issuer_idx, issuer) in candidates {
+                let Some(spki) = &issuer.issuer_spki else { continue };
+                let status = link_status(verify_signature(&parsed[child], spki));
+                links.push((child, issuer_idx, status));
+                if status != LinkStatus::BadSignature {
+                    break;
+                }
+            }
+        }
+        Self {
+            certs,
+            links,
+            keys: decoded.keys,
+            encrypted_keys: decoded.encrypted_keys,
+            crls: decoded.crls,
+            errors,
+        }
+    }
+}
+
+fn link_status(verdict: SignatureVerdict) -> LinkStatus {
+    match verdict {
+        SignatureVerdict::Valid => LinkStatus::Verified,
+        SignatureVerdict::Invalid => LinkStatus::BadSignature,
+        SignatureVerdict::Unsupported(_) => LinkStatus::Unchecked,
+    }
+}
+
+pub struct NewSource {
+    pub location: Location,
+    pub expect: Expectations,
+    pub endpoint: Option<EndpointInfo>,
+    pub anchor: bool,
+    pub reported: bool,
+    /// Keep the DER for the issuer pass because the source cannot be read again.
+    pub retain_der: Option<Vec<Vec<u8>>>,
+}
+
+impl NewSource {
+    pub fn new(location: Location) -> Self {
+        Self {
+            location,
+            expect: Expectations::default(),
+            endpoint: None,
+            anchor: false,
+            reported: true,
+            retain_der: None,
+        }
+    }
+}
+
+impl Inventory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_source(&mut self, new: NewSource, content: SourceContent) -> SourceId {
+        let id = SourceId(self.sources.len() as u32);
+        for error in content.errors {
+            self.problems.push(Problem {
+                location: new.location.clone(),
+                kind: ProblemKind::Parse,
+                reason: error.to_string(),
+            });
+        }
+        let ids: Vec<CertId> = content.certs.into_iter().map(|c| self.intern(c)).collect();
+        for (child, issuer, status) in content.links {
+            self.record_link(ids[child], ids[issuer], status);
+        }
+        if new.anchor {
+            for cert in &ids {
+                self.anchors[cert.0 as usize] = true;
+            }
+        }
+        self.sources.push(Source {
+            location: new.location,
+            certs: ids,
+            keys: content.keys,
+            encrypted_keys: content.encrypted_keys,
+            crls: content.crls,
+            expect: new.expect,
+            endpoint: new.endpoint,
+            anchor: new.anchor,
+            reported: new.reported,
+            retained_der: new.retain_der,
+        });
+        id
+    }
+
+    pub fn add_problem(&mut self, location: Location, kind: ProblemKind, reason: impl Into<String>) {
+        self.problems.push(Problem { location, kind, reason: reason.into() });
+    }
+
+    fn intern(&mut self, cert: Certificate) -> CertId {
+        if let Some(id) = self.by_fingerprint.get(&cert.fingerprint) {
+            return *id;
+        }
+        let id = CertId(self.certs.len() as u32);
+        self.by_fingerprint.insert(cert.fingerprint, id);
+        if cert.issuer_spki.is_some() {
+            self.by_subject.entry(cert.subject_id).or_default().push(id);
+        }
+        self.certs.push(cert);
+        self.anchors.push(false);
+        id
+    }
+
+    /// Keeps the first good link for a certificate; a bad signature never replaces a good one.
+    pub fn record_link(&mut self, child: CertId, issuer: CertId, status: LinkStatus) {
+        match self.links.get(&child) {
+            Some(existing) if existing.status != LinkStatus::BadSignature => {}
+            _ => {
+                self.links.insert(child, Link { issuer, status });
+            }
+        }
+    }
+
+    pub fn cert(&self, id: CertId) -> &Certificate {
+        &self.certs[id.0 as usize]
+    }
+
+    pub fn certs(&self) -> impl Iterator<Item = (CertId, &Certificate)> {
+        self.certs.iter().enumerate().map(|(i, c)| (CertId(i as u32), c))
+    }
+
+    pub fn cert_count(&self) -> usize {
+        self.certs.len()
+    }
+
+    pub fn source(&self, id: SourceId) -> &Source {
+        &self.sources[id.0 as usize]
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = (SourceId, &Source)> {
+        self.sources.iter().enumerate().map(|(i, s)| (SourceId(i as u32), s))
+    }
+
+    pub fn is_anchor(&self, id: CertId) -> bool {
+        self.anchors[id.0 as usize]
+    }
+
+    pub fn link(&self, id: CertId) -> Option<Link> {
+        self.links.get(&id).copied()
+    }
+
+    pub fn find(&self, fingerprint: &Fingerprint) -> Option<CertId> {
+        self.by_fingerprint.get(fingerprint).copied()
+    }
+
+    /// Certificates elsewhere in the inventory that may have issued `id`.
+    pub fn issuer_candidates(&self, id: CertId) -> impl Iterator<Item = CertId> + '_ {
+        let cert = self.cert(id);
+        self.by_subject
+            .get(&cert.issuer_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |c| *c != id && cert.may_be_issued_by(self.cert(*c)))
+    }
+
+    /// Sources holding a certificate whose issuer was not in the same source but exists
+    /// elsewhere: those need their DER again for the cross-source signature pass.
+    pub fn sources_needing_issuer_pass(&self) -> Vec<SourceId> {
+        self.sources()
+            .filter(|(_, s)| {
+                s.certs.iter().any(|c| {
+                    !self.links.contains_key(c)
+                        && !self.cert(*c).is_self_issued()
+                        && self.issuer_candidates(*c).next().is_some()
+                })
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    pub fn retained_der(&self, id: SourceId) -> Option<&[Vec<u8>]> {
+        self.source(id).retained_der.as_deref()
+    }
+
+    /// The cross-source pass for one source: verifies its unlinked certificates (given again
+    /// as DER) against issuers found anywhere in the inventory.
+    pub fn link_across_sources(&mut self, ders: &[Vec<u8>]) {
+        for der in ders {
+            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
+            let fingerprint = crate::cert::sha256(der);
+            let Some(child) = self.find(&fingerprint) else { continue };
+            if self.links.contains_key(&child) || self.cert(child).is_self_issued() {
+                continue;
+            }
+            let candidates: Vec<CertId> = self.issuer_candidates(child).collect();
+            for issuer in candidates {
+                let Some(spki) = self.cert(issuer).issuer_spki.clone() else { continue };
+                let status = link_status(verify_signature(&parsed, &spki));
+                self.record_link(child, issuer, status);
+                if status != LinkStatus::BadSignature {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Drops DER kept for the issuer pass once it is done.
+    pub fn release_retained_der(&mut self) {
+        for source in &mut self.sources {
+            source.retained_der = None;
+        }
+    }
+
+    /// Locations of every source that holds `id`.
+    pub fn locations_of(&self, id: CertId) -> impl Iterator<Item = (SourceId, &Source)> {
+        self.sources().filter(move |(_, s)| s.certs.contains(&id))
+    }
+
+    pub fn add_pairing(&mut self, cert_source: SourceId, key_source: SourceId) {
+        self.pairings.push(KeyPairing { cert_source, key_source });
+    }
+}

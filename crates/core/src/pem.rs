@@ -1,0 +1,122 @@
+//! A lenient PEM splitter: one bad block does not hide the good ones around it.
+//!
+//! Real bundles carry comments, Windows line endings, `TRUSTED CERTIFICATE` blocks and
+//! OpenSSL's `Proc-Type` headers; each block is decoded on its own and reports its own error
+//! with the line where it starts.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::ParseError;
+
+#[derive(Debug)]
+pub struct PemBlock {
+    pub label: String,
+    /// 1-based position among the blocks of the input.
+    pub index: usize,
+    /// 1-based line of the BEGIN marker.
+    pub line: usize,
+    pub der: Vec<u8>,
+    /// RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`) were present.
+    pub encrypted_headers: bool,
+}
+
+const BEGIN: &str = "-----BEGIN ";
+const END: &str = "-----END ";
+
+/// True when the bytes contain a PEM BEGIN marker.
+pub fn looks_like_pem(data: &[u8]) -> bool {
+    memfind(data, BEGIN.as_bytes()).is_some()
+}
+
+/// Splits text into blocks. Every block is either decoded or an error naming block and line.
+pub fn parse_blocks(data: &[u8]) -> Vec<Result<PemBlock, ParseError>> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate().peekable();
+    let mut index = 0;
+    while let Some((n, line)) = lines.next() {
+        let line = line.trim();
+        let Some(label) = line.strip_prefix(BEGIN).and_then(|l| l.strip_suffix("-----")) else {
+            continue;
+        };
+        index += 1;
+        let start = n + 1;
+        let mut body = String::new();
+        let mut encrypted_headers = false;
+        let mut ended = false;
+        let mut end_label_ok = true;
+        let mut in_headers = true;
+        while let Some((_, line)) = lines.peek() {
+            let line = line.trim();
+            if line.starts_with(BEGIN) {
+                break;
+            }
+            lines.next();
+            if let Some(end) = line.strip_prefix(END) {
+                ended = true;
+                end_label_ok = end.strip_suffix("-----") == Some(label);
+                break;
+            }
+            if in_headers && line.contains(':') {
+                encrypted_headers |= line.starts_with("Proc-Type") && line.contains("ENCRYPTED");
+                continue;
+            }
+            in_headers = false;
+            body.push_str(line);
+        }
+        let err = |reason: &str| ParseError::Pem { block: index, line: start, reason: reason.into() };
+        if !ended {
+            out.push(Err(err(&format!("truncated: no END line for {label}"))));
+            continue;
+        }
+        if !end_label_ok {
+            out.push(Err(err(&format!("END line does not match BEGIN {label}"))));
+            continue;
+        }
+        match STANDARD.decode(body.as_bytes()) {
+            Ok(der) if der.is_empty() => out.push(Err(err("empty block"))),
+            Ok(der) => out.push(Ok(PemBlock {
+                label: label.to_owned(),
+                index,
+                line: start,
+                der,
+                encrypted_headers,
+            })),
+            Err(e) => out.push(Err(err(&format!("invalid base64: {e}")))),
+        }
+    }
+    out
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_blocks_survive_a_bad_one() {
+        let text = "junk\n-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n\
+                    -----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n\
+                    -----BEGIN CERTIFICATE-----\r\nAwQ=\r\n-----END CERTIFICATE-----\r\n\
+                    -----BEGIN CERTIFICATE-----\nAAEC\n";
+        let blocks = parse_blocks(text.as_bytes());
+        assert_eq!(blocks.len(), 4);
+        assert_eq!(blocks[0].as_ref().unwrap().der, vec![0, 1, 2]);
+        assert_eq!(blocks[0].as_ref().unwrap().line, 2);
+        assert!(matches!(blocks[1], Err(ParseError::Pem { block: 2, line: 5, .. })));
+        assert_eq!(blocks[2].as_ref().unwrap().der, vec![3, 4]);
+        let Err(ParseError::Pem { reason, .. }) = &blocks[3] else { panic!() };
+        assert!(reason.contains("truncated"), "{reason}");
+    }
+
+    #[test]
+    fn encrypted_headers_are_noticed() {
+        let text = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAEC\n-----END RSA PRIVATE KEY-----\n";
+        let blocks = parse_blocks(text.as_bytes());
+        assert!(blocks[0].as_ref().unwrap().encrypted_headers);
+    }
+}

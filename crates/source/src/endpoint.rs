@@ -1,0 +1,1 @@
+//! Live TLS endpoints (work in progress).
