@@ -346,7 +346,12 @@ impl Certificate {
                         (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
                         (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
                     ];
-                    other.extend(known.iter().filter(|(set, _)| *set).map(|(_, o)| (*o).into()));
+                    other.extend(
+                        known
+                            .iter()
+                            .filter(|(set, _)| *set)
+                            .map(|(_, o)| (*o).into()),
+                    );
                     other.extend(eku.other.iter().map(|o| o.to_id_string().into()));
                     self.extended_key_usage = Some(ExtendedKeyUsage {
                         any: eku.any,
@@ -386,7 +391,11 @@ impl Certificate {
     pub fn serial_hex(&self) -> String {
         let hex = hex(&self.serial);
         let hex = if hex.is_empty() { "00".to_owned() } else { hex };
-        if self.serial_negative { format!("-{hex}") } else { hex }
+        if self.serial_negative {
+            format!("-{hex}")
+        } else {
+            hex
+        }
     }
 
     pub fn fingerprint_hex(&self) -> String {
@@ -456,7 +465,9 @@ fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> (KeyAlgorithm, u32) {
             .parameters
             .as_ref()
             .and_then(|p| p.as_oid().ok())
-            .map_or(Curve::Other("implicit".into()), |o| oid::curve_from_oid(&o.to_id_string()));
+            .map_or(Curve::Other("implicit".into()), |o| {
+                oid::curve_from_oid(&o.to_id_string())
+            });
         let bits = curve.bits();
         return (KeyAlgorithm::Ec(curve), bits);
     }
@@ -479,7 +490,9 @@ fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> (KeyAlgorithm, u32) {
 fn dsa_bits(spki: &SubjectPublicKeyInfo<'_>) -> u32 {
     // Dss-Parms ::= SEQUENCE { p INTEGER, q INTEGER, g INTEGER }; the size is that of p.
     use x509_parser::der_parser::der::parse_der_sequence;
-    let Some(params) = spki.algorithm.parameters.as_ref() else { return 0 };
+    let Some(params) = spki.algorithm.parameters.as_ref() else {
+        return 0;
+    };
     let Ok((_, seq)) = parse_der_sequence(params.as_bytes()) else {
         // Parameters are the content of the SEQUENCE already: re-wrap is not needed, fall back.
         return 0;
@@ -521,11 +534,18 @@ fn serial_magnitude(raw: &[u8]) -> (Box<[u8]>, bool) {
                 break;
             }
         }
-        let first = magnitude.iter().position(|b| *b != 0).unwrap_or(magnitude.len());
+        let first = magnitude
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(magnitude.len());
         return (magnitude[first..].into(), true);
     }
     let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
     (raw[first..].into(), false)
+}
+
+pub fn fingerprint(der: &[u8]) -> Fingerprint {
+    sha256(der)
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> Fingerprint {

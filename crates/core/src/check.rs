@@ -172,7 +172,13 @@ pub fn run(inventory: &Inventory, policy: &Policy) -> Vec<Finding> {
             ProblemKind::Parse => (CheckId::ParseError, Severity::Warning),
             ProblemKind::Endpoint => (CheckId::EndpointError, Severity::Critical),
         };
-        findings.push(check, severity, &problem.location, None, problem.reason.clone());
+        findings.push(
+            check,
+            severity,
+            &problem.location,
+            None,
+            problem.reason.clone(),
+        );
     }
     check_pairings(inventory, &mut findings);
     check_duplicates(inventory, &mut findings);
@@ -227,7 +233,11 @@ fn check_source(
         check_strength(policy, loc, cert, findings);
         let is_leaf = position == 0 && (is_endpoint || !cert.is_ca);
         if is_leaf && cert.is_self_issued() && !inventory.is_anchor(id) {
-            let severity = if is_endpoint { Severity::Warning } else { Severity::Info };
+            let severity = if is_endpoint {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
             findings.push(
                 CheckId::SelfSignedLeaf,
                 severity,
@@ -262,7 +272,9 @@ fn check_source(
     if let Some(endpoint) = &source.endpoint
         && let Some(error) = &endpoint.verify_error
     {
-        let explained = findings.out[before..].iter().any(|f| f.severity == Severity::Critical)
+        let explained = findings.out[before..]
+            .iter()
+            .any(|f| f.severity == Severity::Critical)
             || findings.out.iter().any(|f| {
                 f.location == *loc && matches!(f.check, CheckId::Expired | CheckId::NotYetValid)
             });
@@ -288,9 +300,17 @@ impl Source {
 fn check_validity(policy: &Policy, source: &Source, cert: &Certificate, findings: &mut Findings) {
     let loc = &source.location;
     let left = cert.not_after - policy.now;
-    let what = if source.anchor { "trusted root" } else { "certificate" };
+    let what = if source.anchor {
+        "trusted root"
+    } else {
+        "certificate"
+    };
     if left < 0 {
-        let severity = if source.anchor { Severity::Warning } else { Severity::Critical };
+        let severity = if source.anchor {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        };
         let action = if source.anchor {
             "remove it from the trust store (an expired root can break chain building)"
         } else {
@@ -301,7 +321,11 @@ fn check_validity(policy: &Policy, source: &Source, cert: &Certificate, findings
             severity,
             loc,
             Some(cert),
-            format!("{what} {} expired {} ago: {action}", cert.label(), human_duration(-left)),
+            format!(
+                "{what} {} expired {} ago: {action}",
+                cert.label(),
+                human_duration(-left)
+            ),
         );
     } else if !source.anchor {
         let (warn, crit) = policy.expiry_thresholds(cert.lifetime_secs());
@@ -372,7 +396,11 @@ fn check_strength(policy: &Policy, loc: &Location, cert: &Certificate, findings:
         && let Some(hash) = cert.signature_algorithm.hash()
         && hash.is_weak()
     {
-        let severity = if hash == HashAlgorithm::Sha1 { Severity::Warning } else { Severity::Critical };
+        let severity = if hash == HashAlgorithm::Sha1 {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        };
         findings.push(
             CheckId::WeakSignature,
             severity,
@@ -485,7 +513,11 @@ fn check_chain(
             );
         }
         if issuer.not_after < policy.now {
-            let kind = if issuer.is_self_issued() { "root" } else { "intermediate" };
+            let kind = if issuer.is_self_issued() {
+                "root"
+            } else {
+                "intermediate"
+            };
             findings.push(
                 CheckId::ChainExpiredIntermediate,
                 Severity::Critical,
@@ -528,13 +560,18 @@ fn check_hosts(policy: &Policy, source: &Source, leaf: &Certificate, findings: &
             Severity::Critical,
             &source.location,
             Some(leaf),
-            format!("{} does not cover {host}: it names {names}; reissue with {host}", leaf.label()),
+            format!(
+                "{} does not cover {host}: it names {names}; reissue with {host}",
+                leaf.label()
+            ),
         );
     }
 }
 
 fn check_role(policy: &Policy, source: &Source, leaf: &Certificate, findings: &mut Findings) {
-    let Some(role) = source.expect.role.or(policy.role) else { return };
+    let Some(role) = source.expect.role.or(policy.role) else {
+        return;
+    };
     let mut problems = Vec::new();
     if let Some(eku) = &leaf.extended_key_usage
         && !eku.any
@@ -598,7 +635,9 @@ fn check_pairings(inventory: &Inventory, findings: &mut Findings) {
     for pairing in &inventory.pairings {
         let cert_source = inventory.source(pairing.cert_source);
         let key_source = inventory.source(pairing.key_source);
-        let Some(&first) = cert_source.certs.first() else { continue };
+        let Some(&first) = cert_source.certs.first() else {
+            continue;
+        };
         let leaf = inventory.cert(first);
         if key_source.keys.is_empty() || key_source.keys.iter().any(|k| k.key_id == leaf.key_id) {
             continue;
@@ -632,7 +671,10 @@ fn check_duplicates(inventory: &Inventory, findings: &mut Findings) {
             places.entry(first).or_default().push(&source.location);
         }
     }
-    let mut dups: Vec<_> = places.into_iter().filter(|(_, locs)| locs.len() > 1).collect();
+    let mut dups: Vec<_> = places
+        .into_iter()
+        .filter(|(_, locs)| locs.len() > 1)
+        .collect();
     dups.sort_by_key(|(id, _)| *id);
     for (id, mut locations) in dups {
         let dirs = distinct_dirs(&locations);
@@ -641,9 +683,17 @@ fn check_duplicates(inventory: &Inventory, findings: &mut Findings) {
         }
         locations.sort_by(|a, b| a.name.cmp(&b.name));
         let cert = inventory.cert(id);
-        let others: Vec<String> = locations[1..].iter().take(5).map(ToString::to_string).collect();
+        let others: Vec<String> = locations[1..]
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
         let more = locations.len().saturating_sub(6);
-        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
         findings.push(
             CheckId::Duplicate,
             Severity::Info,
@@ -662,7 +712,10 @@ fn distinct_dirs(locations: &[&Location]) -> usize {
     let mut dirs: Vec<&str> = locations
         .iter()
         .map(|l| match l.kind {
-            SourceKind::File => Path::new(&*l.name).parent().and_then(Path::to_str).unwrap_or(""),
+            SourceKind::File => Path::new(&*l.name)
+                .parent()
+                .and_then(Path::to_str)
+                .unwrap_or(""),
             _ => &l.name,
         })
         .collect();

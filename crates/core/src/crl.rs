@@ -26,10 +26,13 @@ impl Crl {
         if !rest.is_empty() {
             return Err(ParseError::TrailingData(rest.len()));
         }
-        let number = crl.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-            ParsedExtension::CRLNumber(n) => Some(hex(&n.to_bytes_be())),
-            _ => None,
-        });
+        let number = crl
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::CRLNumber(n) => Some(hex(&n.to_bytes_be())),
+                _ => None,
+            });
         Ok(Self {
             fingerprint: sha256(der),
             issuer: rfc4514(crl.issuer()).into(),

@@ -76,8 +76,15 @@ pub fn decode(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
     if data[0] == 0x30 {
         return decode_der(data, options);
     }
-    let printable = data.iter().take(4096).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
-    let error = if printable { ParseError::NoPemBlocks } else { ParseError::UnknownFormat };
+    let printable = data
+        .iter()
+        .take(4096)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    let error = if printable {
+        ParseError::NoPemBlocks
+    } else {
+        ParseError::UnknownFormat
+    };
     Decoded::failed(Container::Unknown, error)
 }
 
@@ -109,7 +116,9 @@ fn decode_pem_block(block: PemBlock, options: &DecodeOptions<'_>, out: &mut Deco
                 let len = block.der.len() - rest.len();
                 out.certs.push(block.der[..len].to_vec());
             }
-            Err(e) => out.errors.push(at(ParseError::Certificate(e.to_string().into()))),
+            Err(e) => out
+                .errors
+                .push(at(ParseError::Certificate(e.to_string().into()))),
         },
         "PKCS7" | "CERTIFICATE CHAIN" => match pkcs7_certificates(&block.der) {
             Ok(certs) => out.certs.extend(certs),
@@ -156,7 +165,11 @@ fn merge(out: &mut Decoded, inner: Decoded) {
 fn check_certificate(der: &[u8], _lenient: bool) -> Result<(), ParseError> {
     let (rest, _) = X509Certificate::from_der(der)
         .map_err(|e| ParseError::Certificate(e.to_string().into()))?;
-    if rest.is_empty() { Ok(()) } else { Err(ParseError::TrailingData(rest.len())) }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(ParseError::TrailingData(rest.len()))
+    }
 }
 
 fn decode_der(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
@@ -249,7 +262,9 @@ enum Shape {
 }
 
 fn top_level_shape(data: &[u8]) -> Shape {
-    let Some((0x30, body, _)) = tlv(data) else { return Shape::Other };
+    let Some((0x30, body, _)) = tlv(data) else {
+        return Shape::Other;
+    };
     match tlv(body) {
         Some((0x06, oid_bytes, _)) => match der_oid_to_string(oid_bytes) {
             Some(oid) => Shape::ContentInfo(oid),
@@ -313,7 +328,9 @@ fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || data.len() < n {
             return None;
         }
-        let len = data[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = data[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &data[n..])
     };
     if data.len() < len {
@@ -333,7 +350,13 @@ fn der_oid_to_string(bytes: &[u8]) -> Option<String> {
             value = 0;
         }
     }
-    Some(parts.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+    Some(
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 #[cfg(test)]
@@ -342,8 +365,14 @@ mod tests {
 
     #[test]
     fn junk_and_empty_are_named() {
-        assert_eq!(decode(b"", &DecodeOptions::default()).errors, vec![ParseError::Empty]);
-        assert_eq!(decode(b"  \n", &DecodeOptions::default()).errors, vec![ParseError::Empty]);
+        assert_eq!(
+            decode(b"", &DecodeOptions::default()).errors,
+            vec![ParseError::Empty]
+        );
+        assert_eq!(
+            decode(b"  \n", &DecodeOptions::default()).errors,
+            vec![ParseError::Empty]
+        );
         assert_eq!(
             decode(&[0xde, 0xad, 0xbe, 0xef], &DecodeOptions::default()).errors,
             vec![ParseError::UnknownFormat]
@@ -361,7 +390,10 @@ mod tests {
     fn tlv_rejects_lengths_past_the_end() {
         assert!(tlv(&[0x30, 0x05, 0x00]).is_none());
         assert!(tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert_eq!(tlv(&[0x02, 0x01, 0x03, 0xff]), Some((0x02, &[3u8][..], &[0xffu8][..])));
+        assert_eq!(
+            tlv(&[0x02, 0x01, 0x03, 0xff]),
+            Some((0x02, &[3u8][..], &[0xffu8][..]))
+        );
     }
 
     #[test]

@@ -7,12 +7,18 @@ use thiserror::Error;
 pub enum ParseError {
     #[error("empty input")]
     Empty,
-    #[error("not a certificate, key, CRL, PKCS#7 or PKCS#12 container (binary data of unknown format)")]
+    #[error(
+        "not a certificate, key, CRL, PKCS#7 or PKCS#12 container (binary data of unknown format)"
+    )]
     UnknownFormat,
     #[error("no PEM blocks found in text input")]
     NoPemBlocks,
     #[error("PEM block {block} (line {line}): {reason}")]
-    Pem { block: usize, line: usize, reason: Box<str> },
+    Pem {
+        block: usize,
+        line: usize,
+        reason: Box<str>,
+    },
     #[error("invalid certificate: {0}")]
     Certificate(Box<str>),
     #[error("{0} bytes of trailing data after the DER structure")]

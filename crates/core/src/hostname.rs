@@ -10,7 +10,10 @@ pub fn covers(cert: &Certificate, host: &str) -> bool {
     let host = host.trim_end_matches('.');
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return cert.sans.iter().any(|san| matches!(san, SubjectAltName::Ip(s) if *s == ip));
+        return cert
+            .sans
+            .iter()
+            .any(|san| matches!(san, SubjectAltName::Ip(s) if *s == ip));
     }
     cert.dns_names().any(|pattern| dns_matches(pattern, host))
 }

@@ -58,7 +58,11 @@ pub struct Location {
 
 impl Location {
     pub fn new(kind: SourceKind, name: impl Into<Arc<str>>) -> Self {
-        Self { kind, name: name.into(), detail: None }
+        Self {
+            kind,
+            name: name.into(),
+            detail: None,
+        }
     }
 
     pub fn with_detail(mut self, detail: impl Into<Box<str>>) -> Self {
@@ -231,7 +235,9 @@ impl SourceContent {
                 .enumerate()
                 .filter(|(i, issuer)| *i != child && cert.may_be_issued_by(issuer));
             for (issuer_idx, issuer) in candidates {
-                let Some(spki) = &issuer.issuer_spki else { continue };
+                let Some(spki) = &issuer.issuer_spki else {
+                    continue;
+                };
                 let status = link_status(verify_signature(&parsed[child], spki));
                 links.push((child, issuer_idx, status));
                 if status != LinkStatus::BadSignature {
@@ -319,8 +325,17 @@ impl Inventory {
         id
     }
 
-    pub fn add_problem(&mut self, location: Location, kind: ProblemKind, reason: impl Into<String>) {
-        self.problems.push(Problem { location, kind, reason: reason.into() });
+    pub fn add_problem(
+        &mut self,
+        location: Location,
+        kind: ProblemKind,
+        reason: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            location,
+            kind,
+            reason: reason.into(),
+        });
     }
 
     fn intern(&mut self, cert: Certificate) -> CertId {
@@ -352,7 +367,10 @@ impl Inventory {
     }
 
     pub fn certs(&self) -> impl Iterator<Item = (CertId, &Certificate)> {
-        self.certs.iter().enumerate().map(|(i, c)| (CertId(i as u32), c))
+        self.certs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (CertId(i as u32), c))
     }
 
     pub fn cert_count(&self) -> usize {
@@ -364,7 +382,10 @@ impl Inventory {
     }
 
     pub fn sources(&self) -> impl Iterator<Item = (SourceId, &Source)> {
-        self.sources.iter().enumerate().map(|(i, s)| (SourceId(i as u32), s))
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SourceId(i as u32), s))
     }
 
     pub fn is_anchor(&self, id: CertId) -> bool {
@@ -409,26 +430,33 @@ impl Inventory {
         self.source(id).retained_der.as_deref()
     }
 
-    /// The cross-source pass for one source: verifies its unlinked certificates (given again
-    /// as DER) against issuers found anywhere in the inventory.
-    pub fn link_across_sources(&mut self, ders: &[Vec<u8>]) {
+    /// The cross-source pass for one source: checks its unlinked certificates (given again as
+    /// DER) against issuers found anywhere in the inventory. Read-only, so sources can be
+    /// checked in parallel; the caller records the result with [`Self::record_link`].
+    pub fn cross_source_links(&self, ders: &[Vec<u8>]) -> Vec<(CertId, CertId, LinkStatus)> {
+        let mut out = Vec::new();
         for der in ders {
-            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
-            let fingerprint = crate::cert::sha256(der);
-            let Some(child) = self.find(&fingerprint) else { continue };
+            let Ok((_, parsed)) = X509Certificate::from_der(der) else {
+                continue;
+            };
+            let Some(child) = self.find(&crate::cert::sha256(der)) else {
+                continue;
+            };
             if self.links.contains_key(&child) || self.cert(child).is_self_issued() {
                 continue;
             }
-            let candidates: Vec<CertId> = self.issuer_candidates(child).collect();
-            for issuer in candidates {
-                let Some(spki) = self.cert(issuer).issuer_spki.clone() else { continue };
-                let status = link_status(verify_signature(&parsed, &spki));
-                self.record_link(child, issuer, status);
+            for issuer in self.issuer_candidates(child) {
+                let Some(spki) = &self.cert(issuer).issuer_spki else {
+                    continue;
+                };
+                let status = link_status(verify_signature(&parsed, spki));
+                out.push((child, issuer, status));
                 if status != LinkStatus::BadSignature {
                     break;
                 }
             }
         }
+        out
     }
 
     /// Drops DER kept for the issuer pass once it is done.
@@ -444,6 +472,9 @@ impl Inventory {
     }
 
     pub fn add_pairing(&mut self, cert_source: SourceId, key_source: SourceId) {
-        self.pairings.push(KeyPairing { cert_source, key_source });
+        self.pairings.push(KeyPairing {
+            cert_source,
+            key_source,
+        });
     }
 }

@@ -38,7 +38,10 @@ impl PrivateKey {
             KeyEncoding::Pkcs8 => from_pkcs8(der),
             KeyEncoding::Pkcs1 => {
                 let pair = RsaKeyPair::from_der(der).map_err(reject)?;
-                Ok(Self { algorithm: KeyAlgorithm::Rsa, key_id: sha256(pair.public_key().as_ref()) })
+                Ok(Self {
+                    algorithm: KeyAlgorithm::Rsa,
+                    key_id: sha256(pair.public_key().as_ref()),
+                })
             }
             KeyEncoding::Sec1 => from_sec1(der, None),
         }
@@ -55,9 +58,15 @@ fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, ParseError> {
     match alg.as_str() {
         oid::RSA_ENCRYPTION | oid::RSASSA_PSS => {
             let pair = RsaKeyPair::from_der(info.private_key.as_bytes()).map_err(reject)?;
-            let algorithm =
-                if alg == oid::RSASSA_PSS { KeyAlgorithm::RsaPss } else { KeyAlgorithm::Rsa };
-            Ok(PrivateKey { algorithm, key_id: sha256(pair.public_key().as_ref()) })
+            let algorithm = if alg == oid::RSASSA_PSS {
+                KeyAlgorithm::RsaPss
+            } else {
+                KeyAlgorithm::Rsa
+            };
+            Ok(PrivateKey {
+                algorithm,
+                key_id: sha256(pair.public_key().as_ref()),
+            })
         }
         oid::ED25519 => {
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(reject)?;
@@ -84,7 +93,9 @@ fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, ParseError> {
                 Err(_) => ec_from_pkcs8_without_public_key(der, curve),
             }
         }
-        other => Err(ParseError::PrivateKey(format!("unsupported key algorithm {other}").into())),
+        other => Err(ParseError::PrivateKey(
+            format!("unsupported key algorithm {other}").into(),
+        )),
     }
 }
 
@@ -98,13 +109,21 @@ fn from_sec1(der: &[u8], curve: Option<Curve>) -> Result<PrivateKey, ParseError>
         })
         .unwrap_or(Curve::Other("implicit".into()));
     match key.public_key {
-        Some(public) => Ok(PrivateKey { algorithm: KeyAlgorithm::Ec(curve), key_id: sha256(public) }),
+        Some(public) => Ok(PrivateKey {
+            algorithm: KeyAlgorithm::Ec(curve),
+            key_id: sha256(public),
+        }),
         None if curve == Curve::Sm2 => {
             let secret = sm2::SecretKey::from_slice(key.private_key).map_err(reject)?;
             let public = secret.public_key().to_sec1_bytes();
-            Ok(PrivateKey { algorithm: KeyAlgorithm::Ec(curve), key_id: sha256(&public) })
+            Ok(PrivateKey {
+                algorithm: KeyAlgorithm::Ec(curve),
+                key_id: sha256(&public),
+            })
         }
-        None => Err(ParseError::PrivateKey("EC key without its public key".into())),
+        None => Err(ParseError::PrivateKey(
+            "EC key without its public key".into(),
+        )),
     }
 }
 
@@ -120,5 +139,8 @@ fn ec_from_pkcs8_without_public_key(der: &[u8], curve: Curve) -> Result<PrivateK
         }
     };
     let pair = EcdsaKeyPair::from_pkcs8(alg, der).map_err(reject)?;
-    Ok(PrivateKey { algorithm: KeyAlgorithm::Ec(curve), key_id: sha256(pair.public_key().as_ref()) })
+    Ok(PrivateKey {
+        algorithm: KeyAlgorithm::Ec(curve),
+        key_id: sha256(pair.public_key().as_ref()),
+    })
 }

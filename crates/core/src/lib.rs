@@ -6,6 +6,7 @@ pub mod cert;
 pub mod check;
 pub mod crl;
 pub mod decode;
+pub mod describe;
 pub mod error;
 pub mod hostname;
 pub mod inventory;

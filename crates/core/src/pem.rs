@@ -37,7 +37,10 @@ pub fn parse_blocks(data: &[u8]) -> Vec<Result<PemBlock, ParseError>> {
     let mut index = 0;
     while let Some((n, line)) = lines.next() {
         let line = line.trim();
-        let Some(label) = line.strip_prefix(BEGIN).and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .strip_prefix(BEGIN)
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         index += 1;
@@ -65,7 +68,11 @@ pub fn parse_blocks(data: &[u8]) -> Vec<Result<PemBlock, ParseError>> {
             in_headers = false;
             body.push_str(line);
         }
-        let err = |reason: &str| ParseError::Pem { block: index, line: start, reason: reason.into() };
+        let err = |reason: &str| ParseError::Pem {
+            block: index,
+            line: start,
+            reason: reason.into(),
+        };
         if !ended {
             out.push(Err(err(&format!("truncated: no END line for {label}"))));
             continue;
@@ -107,9 +114,18 @@ mod tests {
         assert_eq!(blocks.len(), 4);
         assert_eq!(blocks[0].as_ref().unwrap().der, vec![0, 1, 2]);
         assert_eq!(blocks[0].as_ref().unwrap().line, 2);
-        assert!(matches!(blocks[1], Err(ParseError::Pem { block: 2, line: 5, .. })));
+        assert!(matches!(
+            blocks[1],
+            Err(ParseError::Pem {
+                block: 2,
+                line: 5,
+                ..
+            })
+        ));
         assert_eq!(blocks[2].as_ref().unwrap().der, vec![3, 4]);
-        let Err(ParseError::Pem { reason, .. }) = &blocks[3] else { panic!() };
+        let Err(ParseError::Pem { reason, .. }) = &blocks[3] else {
+            panic!()
+        };
         assert!(reason.contains("truncated"), "{reason}");
     }
 

@@ -1,1 +1,93 @@
-//! placeholder
+//! Renderers over a finished scan: the text table, the versioned JSON wire format, Prometheus
+//! textfile exposition, the Nagios plugin line and the detailed `inspect` view.
+
+pub mod inspect;
+pub mod json;
+pub mod nagios;
+pub mod prom;
+pub mod text;
+
+use std::collections::HashMap;
+
+use certvigil_core::check::{Finding, Policy, Severity};
+use certvigil_core::inventory::{CertId, Inventory, Source};
+use certvigil_core::{Certificate, Fingerprint};
+
+/// A scan's result as every renderer sees it.
+pub struct Report<'a> {
+    pub inventory: &'a Inventory,
+    pub findings: &'a [Finding],
+    pub policy: &'a Policy,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(inventory: &'a Inventory, findings: &'a [Finding], policy: &'a Policy) -> Self {
+        Self {
+            inventory,
+            findings,
+            policy,
+        }
+    }
+
+    /// Every certificate occurrence of reported sources: (source, position, id, certificate).
+    pub fn occurrences(&self) -> impl Iterator<Item = Occurrence<'a>> + 'a {
+        let inventory = self.inventory;
+        inventory
+            .sources()
+            .filter(|(_, s)| s.reported)
+            .flat_map(move |(_, source)| {
+                source
+                    .certs
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, &id)| Occurrence {
+                        source,
+                        index,
+                        id,
+                        cert: inventory.cert(id),
+                    })
+            })
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Worst severity per (source name, fingerprint), for status columns.
+    pub fn severity_index(&self) -> HashMap<(&'a str, Fingerprint), Severity> {
+        let mut index: HashMap<(&str, Fingerprint), Severity> = HashMap::new();
+        for finding in self.findings {
+            if let Some(fp) = finding.fingerprint {
+                let entry = index
+                    .entry((&finding.location.name, fp))
+                    .or_insert(finding.severity);
+                *entry = (*entry).max(finding.severity);
+            }
+        }
+        index
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Occurrence<'a> {
+    pub source: &'a Source,
+    pub index: usize,
+    pub id: CertId,
+    pub cert: &'a Certificate,
+}
+
+/// RFC 3339 in UTC, or the raw number when out of range.
+pub fn rfc3339(unix: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -2,3 +2,11 @@
 //! objects and live TLS endpoints. Everything here does I/O and hands bytes to the core.
 
 pub mod endpoint;
+pub mod files;
+pub mod kube;
+pub mod scan;
+mod starttls;
+pub mod truststore;
+
+pub use endpoint::{EndpointSpec, StartTls};
+pub use scan::{ScanOptions, Target, scan};

@@ -1,11 +1,11 @@
 //! A throw-away PKI for tests: roots, intermediates and leaves with any validity, names, key
 //! type and usage, built with rcgen.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
-};
 pub use rcgen;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
+};
 use time::{Duration, OffsetDateTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +125,9 @@ impl Spec {
         params.not_before = self.not_before;
         params.not_after = self.not_after;
         for name in &self.dns_names {
-            params.subject_alt_names.push(SanType::DnsName(name.clone().try_into().expect("dns")));
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.clone().try_into().expect("dns")));
         }
         for ip in &self.ip_names {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -139,10 +141,14 @@ impl Spec {
         } else {
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
             if self.server_auth {
-                params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+                params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ServerAuth);
             }
             if self.client_auth {
-                params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+                params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ClientAuth);
             }
             params.use_authority_key_identifier_extension = true;
         }
@@ -169,7 +175,11 @@ impl Ca {
     fn from_parts(cert: rcgen::Certificate, params: CertificateParams, key: KeyPair) -> Self {
         let key_copy = KeyPair::from_pem(&key.serialize_pem()).expect("key round trip");
         Self {
-            cert: Issued { der: cert.der().to_vec(), pem: cert.pem(), key: key_copy },
+            cert: Issued {
+                der: cert.der().to_vec(),
+                pem: cert.pem(),
+                key: key_copy,
+            },
             issuer: Issuer::new(params, key),
         }
     }
@@ -180,16 +190,30 @@ impl Ca {
     }
 
     pub fn issue_with_key(&self, spec: &Spec, key: KeyPair) -> Issued {
-        let cert = spec.params(false).signed_by(&key, &self.issuer).expect("leaf");
-        Issued { der: cert.der().to_vec(), pem: cert.pem(), key }
+        let cert = spec
+            .params(false)
+            .signed_by(&key, &self.issuer)
+            .expect("leaf");
+        Issued {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key,
+        }
     }
 }
 
 /// A self-signed leaf (not a CA).
 pub fn self_signed_leaf(spec: &Spec) -> Issued {
     let key = spec.key.generate();
-    let cert = spec.params(false).self_signed(&key).expect("self-signed leaf");
-    Issued { der: cert.der().to_vec(), pem: cert.pem(), key }
+    let cert = spec
+        .params(false)
+        .self_signed(&key)
+        .expect("self-signed leaf");
+    Issued {
+        der: cert.der().to_vec(),
+        pem: cert.pem(),
+        key,
+    }
 }
 
 /// A root, an intermediate under it, and helpers to issue leaves from the intermediate.

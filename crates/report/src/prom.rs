@@ -1,0 +1,239 @@
+//! Prometheus text exposition for the node_exporter textfile collector.
+//!
+//! Timestamps are in seconds (not "days left"), so alerts compute time left with `- time()`.
+//! Series identity is source + position + fingerprint; labels are bounded in number and length.
+
+use std::io::{self, Write};
+
+use certvigil_core::check::{CheckId, Severity};
+use certvigil_core::inventory::ProblemKind;
+
+use crate::Report;
+
+pub const CERT_NOT_AFTER: &str = "certvigil_cert_not_after_timestamp_seconds";
+pub const CERT_NOT_BEFORE: &str = "certvigil_cert_not_before_timestamp_seconds";
+pub const CERT_INFO: &str = "certvigil_cert_info";
+pub const FINDINGS: &str = "certvigil_findings";
+pub const SOURCE_ERRORS: &str = "certvigil_source_errors";
+pub const CRL_NEXT_UPDATE: &str = "certvigil_crl_next_update_timestamp_seconds";
+pub const ENDPOINT_VERIFIED: &str = "certvigil_endpoint_verified";
+pub const SCAN_TIMESTAMP: &str = "certvigil_scan_timestamp_seconds";
+pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
+
+/// Every metric family this renderer can emit, with its type and help (docs/metrics.md).
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        CERT_NOT_AFTER,
+        "gauge",
+        "Certificate notAfter as a Unix timestamp in seconds.",
+    ),
+    (
+        CERT_NOT_BEFORE,
+        "gauge",
+        "Certificate notBefore as a Unix timestamp in seconds.",
+    ),
+    (CERT_INFO, "gauge", "Certificate metadata; always 1."),
+    (
+        FINDINGS,
+        "gauge",
+        "Number of findings by check and severity in the last scan.",
+    ),
+    (
+        SOURCE_ERRORS,
+        "gauge",
+        "Sources that could not be read, parsed or reached, by reason.",
+    ),
+    (
+        CRL_NEXT_UPDATE,
+        "gauge",
+        "CRL nextUpdate as a Unix timestamp in seconds.",
+    ),
+    (
+        ENDPOINT_VERIFIED,
+        "gauge",
+        "1 when the TLS endpoint's chain verified, else 0.",
+    ),
+    (
+        SCAN_TIMESTAMP,
+        "gauge",
+        "When the scan ran, as a Unix timestamp in seconds.",
+    ),
+    (
+        SCAN_CERTIFICATES,
+        "gauge",
+        "Certificates found in the last scan (all locations).",
+    ),
+];
+
+const MAX_LABEL_LEN: usize = 256;
+
+pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
+    let mut out = io::BufWriter::new(out);
+    let header = |out: &mut dyn Write, name: &str| -> io::Result<()> {
+        let (_, kind, help) = FAMILIES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("known family");
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} {kind}")
+    };
+
+    for (name, pick) in [(CERT_NOT_AFTER, true), (CERT_NOT_BEFORE, false)] {
+        header(&mut out, name)?;
+        for o in report.occurrences() {
+            let value = if pick {
+                o.cert.not_after
+            } else {
+                o.cert.not_before
+            };
+            writeln!(out, "{name}{{{}}} {value}", identity(&o))?;
+        }
+    }
+
+    header(&mut out, CERT_INFO)?;
+    for o in report.occurrences() {
+        let issuer_cn = report
+            .inventory
+            .link(o.id)
+            .and_then(|l| {
+                report
+                    .inventory
+                    .cert(l.issuer)
+                    .common_name
+                    .as_deref()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| cn_of(&o.cert.issuer));
+        writeln!(
+            out,
+            "{CERT_INFO}{{{},serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
+            identity(&o),
+            label(&o.cert.serial_hex()),
+            label(o.cert.common_name.as_deref().unwrap_or("")),
+            label(&issuer_cn),
+            label(&o.cert.key_algorithm.to_string()),
+            o.cert.key_bits,
+            label(&o.cert.signature_algorithm.to_string()),
+            o.cert.is_ca,
+        )?;
+    }
+
+    header(&mut out, FINDINGS)?;
+    for check in CheckId::ALL {
+        for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
+            let n = report
+                .findings
+                .iter()
+                .filter(|f| f.check == *check && f.severity == severity)
+                .count();
+            if n > 0 || severity != Severity::Info {
+                writeln!(
+                    out,
+                    "{FINDINGS}{{check=\"{}\",severity=\"{}\"}} {n}",
+                    check.as_str(),
+                    severity.as_str()
+                )?;
+            }
+        }
+    }
+
+    header(&mut out, SOURCE_ERRORS)?;
+    for (kind, reason) in [
+        (ProblemKind::Read, "read"),
+        (ProblemKind::Parse, "parse"),
+        (ProblemKind::Endpoint, "endpoint"),
+    ] {
+        let n = report
+            .inventory
+            .problems
+            .iter()
+            .filter(|p| p.kind == kind)
+            .count();
+        writeln!(out, "{SOURCE_ERRORS}{{reason=\"{reason}\"}} {n}")?;
+    }
+
+    header(&mut out, CRL_NEXT_UPDATE)?;
+    for (_, source) in report.inventory.sources().filter(|(_, s)| s.reported) {
+        for crl in &source.crls {
+            if let Some(next) = crl.next_update {
+                writeln!(
+                    out,
+                    "{CRL_NEXT_UPDATE}{{source=\"{}\",issuer_cn=\"{}\"}} {next}",
+                    label(&source.location.name),
+                    label(&cn_of(&crl.issuer))
+                )?;
+            }
+        }
+    }
+
+    header(&mut out, ENDPOINT_VERIFIED)?;
+    for (_, source) in report.inventory.sources() {
+        if let Some(info) = &source.endpoint {
+            writeln!(
+                out,
+                "{ENDPOINT_VERIFIED}{{source=\"{}\",sni=\"{}\"}} {}",
+                label(&source.location.name),
+                label(info.sni.as_deref().unwrap_or("")),
+                u8::from(info.verify_error.is_none())
+            )?;
+        }
+    }
+
+    header(&mut out, SCAN_TIMESTAMP)?;
+    writeln!(out, "{SCAN_TIMESTAMP} {}", report.policy.now)?;
+    header(&mut out, SCAN_CERTIFICATES)?;
+    writeln!(out, "{SCAN_CERTIFICATES} {}", report.occurrences().count())?;
+    out.flush()
+}
+
+fn identity(o: &crate::Occurrence<'_>) -> String {
+    let mut source = o.source.location.name.to_string();
+    if let Some(detail) = &o.source.location.detail {
+        source.push_str(&format!(" [{detail}]"));
+    }
+    format!(
+        "source=\"{}\",source_kind=\"{}\",index=\"{}\",fingerprint=\"{}\"",
+        label(&source),
+        o.source.kind().as_str(),
+        o.index,
+        o.cert.fingerprint_hex()
+    )
+}
+
+/// The CN out of an RFC 4514 string, for labels.
+fn cn_of(dn: &str) -> String {
+    dn.split(',')
+        .find_map(|rdn| rdn.strip_prefix("CN="))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Escapes a label value and bounds its length.
+pub fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(MAX_LABEL_LEN) + 8);
+    for (i, c) in value.chars().enumerate() {
+        if i == MAX_LABEL_LEN {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_and_bounded() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label(&"x".repeat(1000)).chars().count(), MAX_LABEL_LEN + 1);
+    }
+}

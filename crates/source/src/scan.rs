@@ -1,0 +1,564 @@
+//! One scan: every target read, decoded and linked into a single inventory.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use certvigil_core::decode::{DecodeOptions, decode};
+use certvigil_core::error::ParseError;
+use certvigil_core::inventory::{
+    Expectations, Inventory, LinkStatus, Location, NewSource, ProblemKind, SourceContent, SourceId,
+    SourceKind,
+};
+use rayon::prelude::*;
+
+use crate::endpoint::{EndpointSpec, ProbeOutcome, probe, root_store};
+use crate::files::{self, FoundFile, WalkOptions};
+use crate::kube::{self, DocumentKind};
+use crate::truststore::{STANDARD_LOCATIONS, TrustStore};
+
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A file or directory.
+    Path(PathBuf),
+    Stdin,
+    Endpoint(EndpointSpec),
+    /// The system trust store, reported like any other source.
+    TrustStore,
+    /// The trust store and every standard PKI location that exists on this host.
+    Defaults,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    pub targets: Vec<Target>,
+    pub walk: WalkOptions,
+    pub pkcs12_password: Option<String>,
+    /// Load the system trust store as anchors, to judge chains (also when not reported).
+    pub system_trust: bool,
+    /// Extra trust anchors (`--ca-file`).
+    pub ca_files: Vec<PathBuf>,
+    /// Expectations applied to every certificate source (`--host`, `--role`).
+    pub expect: Expectations,
+    pub endpoint_concurrency: usize,
+    /// Keep every certificate's DER after the scan (for `inspect`).
+    pub keep_der: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            walk: WalkOptions {
+                max_file_size: files::DEFAULT_MAX_FILE_SIZE,
+                ..Default::default()
+            },
+            pkcs12_password: None,
+            system_trust: true,
+            ca_files: Vec::new(),
+            expect: Expectations::default(),
+            endpoint_concurrency: 32,
+            keep_der: false,
+        }
+    }
+}
+
+pub fn scan(options: &ScanOptions) -> Inventory {
+    let mut scanner = Scanner {
+        options,
+        inventory: Inventory::new(),
+        seen: HashSet::new(),
+        key_sources: HashMap::new(),
+        cert_sources: Vec::new(),
+        anchors_der: Vec::new(),
+    };
+    scanner.run();
+    scanner.inventory
+}
+
+struct Scanner<'a> {
+    options: &'a ScanOptions,
+    inventory: Inventory,
+    /// Files already read, by (dev, inode), across all targets.
+    seen: HashSet<(u64, u64)>,
+    key_sources: HashMap<PathBuf, SourceId>,
+    cert_sources: Vec<(PathBuf, SourceId, Option<PathBuf>)>,
+    anchors_der: Vec<Vec<u8>>,
+}
+
+/// What reading one file produced, computed in parallel before it joins the inventory.
+enum FileOutcome {
+    Content(SourceContent, Option<Vec<Vec<u8>>>),
+    Kube(
+        Vec<(Location, SourceContent, Vec<Vec<u8>>)>,
+        kube::Extracted,
+    ),
+    Unreadable(String),
+}
+
+impl Scanner<'_> {
+    fn run(&mut self) {
+        let wants_trust_store = self
+            .options
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::TrustStore | Target::Defaults));
+        if self.options.system_trust || wants_trust_store {
+            self.load_trust_store(wants_trust_store);
+        }
+        for path in &self.options.ca_files {
+            self.add_anchor_file(path);
+        }
+
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let mut endpoints = Vec::new();
+        for target in &self.options.targets {
+            match target {
+                Target::Path(path) => paths.push(path.clone()),
+                Target::Defaults => {
+                    paths.extend(
+                        STANDARD_LOCATIONS
+                            .iter()
+                            .map(PathBuf::from)
+                            .filter(|p| p.exists()),
+                    );
+                    if let Some(home) = std::env::var_os("HOME") {
+                        let kubeconfig = Path::new(&home).join(".kube/config");
+                        if kubeconfig.is_file() {
+                            paths.push(kubeconfig);
+                        }
+                    }
+                }
+                Target::Stdin => self.scan_stdin(),
+                Target::Endpoint(spec) => endpoints.push(spec.clone()),
+                Target::TrustStore => {}
+            }
+        }
+        self.scan_paths(&paths);
+        self.pair_keys();
+        if !endpoints.is_empty() {
+            self.scan_endpoints(&endpoints);
+        }
+        self.issuer_pass();
+    }
+
+    fn load_trust_store(&mut self, reported: bool) {
+        let store = TrustStore::locate();
+        if let Some(bundle) = &store.bundle {
+            self.add_trust_file(bundle, reported, false);
+        }
+        if reported && let Some(dir) = &store.dir {
+            let (found, _) = files::walk(dir, &self.options.walk);
+            for file in found {
+                let name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                // The hashed names point at the same roots as the bundle; only roots that the
+                // bundle lacks (added by hand) are listed again.
+                let is_pem_like = name.ends_with(".pem") || name.ends_with(".crt");
+                if self.seen.insert(file.inode) && (is_pem_like || !name.contains(".r")) {
+                    self.add_trust_file(&file.path, reported, true);
+                }
+            }
+        }
+    }
+
+    fn add_trust_file(&mut self, path: &Path, reported: bool, skip_known: bool) {
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::MetadataExt;
+            self.seen.insert((meta.dev(), meta.ino()));
+        }
+        let location = Location::new(SourceKind::TrustStore, path.to_string_lossy());
+        let bytes = match files::read_limited(path, self.options.walk.max_file_size) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                self.inventory
+                    .add_problem(location, ProblemKind::Read, reason);
+                return;
+            }
+        };
+        let decoded = decode(&bytes, &DecodeOptions::default());
+        self.anchors_der.extend(decoded.certs.iter().cloned());
+        let mut content = SourceContent::from_decoded(decoded);
+        if skip_known {
+            content
+                .certs
+                .retain(|c| self.inventory.find(&c.fingerprint).is_none());
+            content.links.clear();
+            if content.certs.is_empty() {
+                return;
+            }
+        }
+        let mut new = NewSource::new(location);
+        new.anchor = true;
+        new.reported = reported;
+        self.inventory.add_source(new, content);
+    }
+
+    fn add_anchor_file(&mut self, path: &Path) {
+        let location = Location::new(SourceKind::File, path.to_string_lossy());
+        match files::read_limited(path, self.options.walk.max_file_size) {
+            Ok(bytes) => {
+                let decoded = decode(&bytes, &DecodeOptions::default());
+                self.anchors_der.extend(decoded.certs.iter().cloned());
+                let mut new = NewSource::new(location);
+                new.anchor = true;
+                new.reported = false;
+                self.inventory
+                    .add_source(new, SourceContent::from_decoded(decoded));
+            }
+            Err(reason) => self
+                .inventory
+                .add_problem(location, ProblemKind::Read, reason),
+        }
+    }
+
+    fn scan_paths(&mut self, roots: &[PathBuf]) {
+        let mut found: Vec<(FoundFile, bool)> = Vec::new();
+        for root in roots {
+            match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => {
+                    let (files, problems) = files::walk(root, &self.options.walk);
+                    for problem in problems {
+                        let location =
+                            Location::new(SourceKind::File, problem.path.to_string_lossy());
+                        self.inventory
+                            .add_problem(location, ProblemKind::Read, problem.reason);
+                    }
+                    found.extend(files.into_iter().map(|f| (f, false)));
+                }
+                Ok(meta) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let file = FoundFile {
+                        path: root.clone(),
+                        inode: (meta.dev(), meta.ino()),
+                    };
+                    found.push((file, true));
+                }
+                Err(e) => {
+                    let location = Location::new(SourceKind::File, root.to_string_lossy());
+                    let reason = files::describe_io_error(&e);
+                    self.inventory
+                        .add_problem(location, ProblemKind::Read, reason);
+                }
+            }
+        }
+        found.retain(|(f, _)| self.seen.insert(f.inode));
+        self.read_files(
+            found
+                .into_iter()
+                .map(|(f, explicit)| (f.path, explicit, None))
+                .collect(),
+        );
+    }
+
+    /// Reads and decodes files in parallel, then adds them in a stable order.
+    fn read_files(&mut self, files: Vec<(PathBuf, bool, Option<PathBuf>)>) {
+        let options = DecodeOptions {
+            pkcs12_password: self.options.pkcs12_password.as_deref(),
+        };
+        let max = self.options.walk.max_file_size;
+        let keep = self.options.keep_der;
+        let outcomes: Vec<FileOutcome> = files
+            .par_iter()
+            .map(|(path, _, _)| read_file(path, max, &options, keep))
+            .collect();
+        let mut referenced = Vec::new();
+        for ((path, _explicit, paired_key), outcome) in files.into_iter().zip(outcomes) {
+            let location = Location::new(SourceKind::File, path.to_string_lossy());
+            match outcome {
+                FileOutcome::Unreadable(reason) => {
+                    self.inventory
+                        .add_problem(location, ProblemKind::Read, reason);
+                }
+                FileOutcome::Content(content, der) => {
+                    let has_certs = !content.certs.is_empty();
+                    let has_keys = !content.keys.is_empty();
+                    let mut new = NewSource::new(location);
+                    new.expect = self.options.expect.clone();
+                    new.retain_der = der;
+                    let id = self.inventory.add_source(new, content);
+                    if has_certs {
+                        self.cert_sources.push((path, id, paired_key));
+                    } else if has_keys {
+                        self.key_sources.insert(path, id);
+                    }
+                }
+                FileOutcome::Kube(entries, extracted) => {
+                    for (location, content, der) in entries {
+                        let mut new = NewSource::new(location);
+                        new.expect = self.options.expect.clone();
+                        new.retain_der = Some(der);
+                        self.inventory.add_source(new, content);
+                    }
+                    for (location, reason) in extracted.errors {
+                        self.inventory
+                            .add_problem(location, ProblemKind::Parse, reason);
+                    }
+                    referenced.extend(extracted.referenced);
+                }
+            }
+        }
+        // Files a kubeconfig names: read them too, pairing certificate and key explicitly.
+        let mut more = Vec::new();
+        for (cert, key) in referenced {
+            if let Ok(meta) = std::fs::metadata(&cert) {
+                use std::os::unix::fs::MetadataExt;
+                if self.seen.insert((meta.dev(), meta.ino())) {
+                    more.push((cert.clone(), true, key.clone()));
+                }
+            } else {
+                let location = Location::new(SourceKind::File, cert.to_string_lossy());
+                self.inventory.add_problem(
+                    location,
+                    ProblemKind::Read,
+                    "referenced by a kubeconfig: no such file",
+                );
+            }
+            if let Some(key) = key
+                && let Ok(meta) = std::fs::metadata(&key)
+            {
+                use std::os::unix::fs::MetadataExt;
+                if self.seen.insert((meta.dev(), meta.ino())) {
+                    more.push((key, true, None));
+                }
+            }
+        }
+        if !more.is_empty() {
+            self.read_files(more);
+        }
+    }
+
+    fn scan_stdin(&mut self) {
+        let location = Location::new(SourceKind::Stdin, "stdin");
+        let mut bytes = Vec::new();
+        let max = self.options.walk.max_file_size;
+        if let Err(e) = std::io::stdin()
+            .lock()
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+        {
+            self.inventory
+                .add_problem(location, ProblemKind::Read, e.to_string());
+            return;
+        }
+        let options = DecodeOptions {
+            pkcs12_password: self.options.pkcs12_password.as_deref(),
+        };
+        // stdin cannot be read twice: keep the DER for the issuer pass.
+        match classify_bytes(&bytes, "stdin", &options, true) {
+            FileOutcome::Content(content, der) => {
+                let mut new = NewSource::new(location);
+                new.expect = self.options.expect.clone();
+                new.retain_der = der;
+                self.inventory.add_source(new, content);
+            }
+            FileOutcome::Kube(entries, extracted) => {
+                for (location, content, der) in entries {
+                    let mut new = NewSource::new(location);
+                    new.expect = self.options.expect.clone();
+                    new.retain_der = Some(der);
+                    self.inventory.add_source(new, content);
+                }
+                for (location, reason) in extracted.errors {
+                    self.inventory
+                        .add_problem(location, ProblemKind::Parse, reason);
+                }
+            }
+            FileOutcome::Unreadable(reason) => {
+                self.inventory
+                    .add_problem(location, ProblemKind::Read, reason);
+            }
+        }
+    }
+
+    /// Pairs each certificate file with the key file next to it by naming convention.
+    fn pair_keys(&mut self) {
+        for (cert_path, cert_source, explicit_key) in std::mem::take(&mut self.cert_sources) {
+            let candidates = match explicit_key {
+                Some(key) => vec![key],
+                None => files::key_candidates(&cert_path),
+            };
+            if let Some(key_source) = candidates.iter().find_map(|k| self.key_sources.get(k)) {
+                self.inventory.add_pairing(cert_source, *key_source);
+            }
+        }
+    }
+
+    fn scan_endpoints(&mut self, specs: &[EndpointSpec]) {
+        let roots = Arc::new(root_store(&self.anchors_der));
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                for spec in specs {
+                    let location = Location::new(SourceKind::Endpoint, spec.display.as_str());
+                    let reason = format!("cannot start the async runtime: {e}");
+                    self.inventory
+                        .add_problem(location, ProblemKind::Endpoint, reason);
+                }
+                return;
+            }
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.options.endpoint_concurrency.max(1),
+        ));
+        let outcomes: Vec<ProbeOutcome> = runtime.block_on(async {
+            let tasks: Vec<_> = specs
+                .iter()
+                .cloned()
+                .map(|spec| {
+                    let roots = roots.clone();
+                    let limit = limit.clone();
+                    tokio::spawn(async move {
+                        let _permit = limit.acquire_owned().await;
+                        probe(&spec, roots).await
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                out.push(task.await.unwrap_or_else(|e| ProbeOutcome {
+                    chain: Vec::new(),
+                    info: Default::default(),
+                    error: Some(format!("probe task failed: {e}")),
+                }));
+            }
+            out
+        });
+        for (spec, outcome) in specs.iter().zip(outcomes) {
+            self.add_endpoint(spec, outcome);
+        }
+    }
+
+    fn add_endpoint(&mut self, spec: &EndpointSpec, outcome: ProbeOutcome) {
+        let mut location = Location::new(SourceKind::Endpoint, spec.display.as_str());
+        if let Some(sni) = &outcome.info.sni
+            && sni != &spec.host
+        {
+            location = location.with_detail(format!("sni={sni}"));
+        }
+        if let Some(error) = &outcome.error {
+            self.inventory
+                .add_problem(location.clone(), ProblemKind::Endpoint, error.clone());
+        }
+        if outcome.chain.is_empty() {
+            return;
+        }
+        let mut expect = self.options.expect.clone();
+        let name = outcome
+            .info
+            .sni
+            .clone()
+            .unwrap_or_else(|| spec.host.clone());
+        expect.hosts.push(name);
+        let decoded = certvigil_core::Decoded {
+            container: certvigil_core::decode::Container::Der,
+            certs: outcome.chain.clone(),
+            keys: Vec::new(),
+            encrypted_keys: 0,
+            crls: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut new = NewSource::new(location);
+        new.expect = expect;
+        new.endpoint = Some(outcome.info);
+        new.retain_der = Some(outcome.chain);
+        self.inventory
+            .add_source(new, SourceContent::from_decoded(decoded));
+    }
+
+    /// Checks signatures between certificates in different sources (a leaf file and the CA
+    /// file it was issued by). The DER is read again; only sources that need it are touched.
+    fn issuer_pass(&mut self) {
+        let needing = self.inventory.sources_needing_issuer_pass();
+        let max = self.options.walk.max_file_size;
+        let options = DecodeOptions {
+            pkcs12_password: self.options.pkcs12_password.as_deref(),
+        };
+        let inventory = &self.inventory;
+        let links: Vec<Vec<(_, _, LinkStatus)>> = needing
+            .par_iter()
+            .map(|id| {
+                if let Some(der) = inventory.retained_der(*id) {
+                    return inventory.cross_source_links(der);
+                }
+                let source = inventory.source(*id);
+                if !matches!(source.kind(), SourceKind::File | SourceKind::TrustStore) {
+                    return Vec::new();
+                }
+                match files::read_limited(Path::new(&*source.location.name), max) {
+                    Ok(bytes) => inventory.cross_source_links(&decode(&bytes, &options).certs),
+                    Err(_) => Vec::new(),
+                }
+            })
+            .collect();
+        for (child, issuer, status) in links.into_iter().flatten() {
+            self.inventory.record_link(child, issuer, status);
+        }
+        if !self.options.keep_der {
+            self.inventory.release_retained_der();
+        }
+    }
+}
+
+fn read_file(path: &Path, max: u64, options: &DecodeOptions<'_>, keep_der: bool) -> FileOutcome {
+    match files::read_limited(path, max) {
+        Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der),
+        Err(reason) => FileOutcome::Unreadable(reason),
+    }
+}
+
+/// Certificates first; text that is not PEM may be a kubeconfig or kube objects.
+fn classify_bytes(
+    bytes: &[u8],
+    origin: &str,
+    options: &DecodeOptions<'_>,
+    keep_der: bool,
+) -> FileOutcome {
+    let decoded = decode(bytes, options);
+    if decoded.errors != [ParseError::NoPemBlocks] {
+        let der = keep_der.then(|| decoded.certs.clone());
+        return FileOutcome::Content(SourceContent::from_decoded(decoded), der);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let Some(docs) = kube::parse_documents(&text) else {
+        return FileOutcome::Content(SourceContent::from_decoded(decoded), None);
+    };
+    let mut extracted = kube::Extracted::default();
+    let mut recognised = false;
+    for doc in &docs {
+        match kube::classify(doc) {
+            Some(DocumentKind::Kubeconfig) => {
+                recognised = true;
+                let more = kube::extract_kubeconfig(doc, origin);
+                extracted.entries.extend(more.entries);
+                extracted.referenced.extend(more.referenced);
+                extracted.errors.extend(more.errors);
+            }
+            Some(DocumentKind::Objects) => {
+                recognised = true;
+                kube::extract_objects(doc, origin, &mut extracted);
+            }
+            None => {}
+        }
+    }
+    if !recognised {
+        return FileOutcome::Content(SourceContent::from_decoded(decoded), None);
+    }
+    let entries = std::mem::take(&mut extracted.entries)
+        .into_iter()
+        .map(|entry| {
+            let decoded = decode(&entry.data, options);
+            let der = decoded.certs.clone();
+            (entry.location, SourceContent::from_decoded(decoded), der)
+        })
+        .collect();
+    FileOutcome::Kube(entries, extracted)
+}
+
+/// A timeout for endpoints when the caller gives none.
+pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
