@@ -90,7 +90,12 @@ pub fn decode(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
 
 fn decode_pem(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
     let mut out = Decoded::new(Container::Pem);
-    for block in pem::parse_blocks(data) {
+    let blocks = pem::parse_blocks(data);
+    if blocks.is_empty() {
+        // A BEGIN marker that is not at the start of a line: PEM quoted inside something else.
+        return Decoded::failed(Container::Unknown, ParseError::NoPemBlocks);
+    }
+    for block in blocks {
         match block {
             Ok(block) => decode_pem_block(block, options, &mut out),
             Err(e) => out.errors.push(e),
@@ -176,7 +181,7 @@ fn decode_der(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
     // A certificate parse that fails only because of what follows it is a corrupt certificate,
     // not some other format.
     match X509Certificate::from_der(data) {
-        Ok((rest, _)) if rest.is_empty() => {
+        Ok(([], _)) => {
             let mut out = Decoded::new(Container::Der);
             out.certs.push(data.to_vec());
             return out;

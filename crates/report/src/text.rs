@@ -116,7 +116,6 @@ pub fn write(report: &Report<'_>, options: TextOptions, out: impl Write) -> io::
         )?;
     }
 
-    let listed = rows.len();
     let anchors = report.occurrences().filter(|o| o.source.anchor).count()
         - rows.iter().filter(|(o, _)| o.source.anchor).count();
     let sources = report

@@ -31,6 +31,19 @@ pub enum DocumentKind {
     Objects,
 }
 
+/// Cheap sniff before a full parse: JSON objects, or YAML with a kube-style top-level key.
+pub fn looks_like_kube(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let Ok(text) = std::str::from_utf8(head) else {
+        return false;
+    };
+    let trimmed = text.trim_start();
+    trimmed.starts_with('{')
+        || text.lines().any(|l| {
+            l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("clusters:")
+        })
+}
+
 /// Parses JSON or (multi-document) YAML into values. `None` when the text is neither.
 pub fn parse_documents(text: &str) -> Option<Vec<Value>> {
     if let Ok(value) = serde_json::from_str::<Value>(text) {

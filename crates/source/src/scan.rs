@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certvigil_core::decode::{DecodeOptions, decode};
-use certvigil_core::error::ParseError;
 use certvigil_core::inventory::{
     Expectations, Inventory, LinkStatus, Location, NewSource, ProblemKind, SourceContent, SourceId,
     SourceKind,
@@ -512,22 +511,29 @@ fn read_file(path: &Path, max: u64, options: &DecodeOptions<'_>, keep_der: bool)
     }
 }
 
-/// Certificates first; text that is not PEM may be a kubeconfig or kube objects.
+/// Kube documents (JSON or YAML with `apiVersion:`/`kind:`) are recognised first: they can
+/// embed PEM, which must keep its object and key names. Everything else is decoded as
+/// certificates, keys or CRLs.
 fn classify_bytes(
     bytes: &[u8],
     origin: &str,
     options: &DecodeOptions<'_>,
     keep_der: bool,
 ) -> FileOutcome {
-    let decoded = decode(bytes, options);
-    if decoded.errors != [ParseError::NoPemBlocks] {
-        let der = keep_der.then(|| decoded.certs.clone());
-        return FileOutcome::Content(SourceContent::from_decoded(decoded), der);
+    if let Some(outcome) = kube_outcome(bytes, origin, options) {
+        return outcome;
     }
-    let text = String::from_utf8_lossy(bytes);
-    let Some(docs) = kube::parse_documents(&text) else {
-        return FileOutcome::Content(SourceContent::from_decoded(decoded), None);
-    };
+    let decoded = decode(bytes, options);
+    let der = keep_der.then(|| decoded.certs.clone());
+    FileOutcome::Content(SourceContent::from_decoded(decoded), der)
+}
+
+fn kube_outcome(bytes: &[u8], origin: &str, options: &DecodeOptions<'_>) -> Option<FileOutcome> {
+    if !kube::looks_like_kube(bytes) {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let docs = kube::parse_documents(text)?;
     let mut extracted = kube::Extracted::default();
     let mut recognised = false;
     for doc in &docs {
@@ -547,7 +553,7 @@ fn classify_bytes(
         }
     }
     if !recognised {
-        return FileOutcome::Content(SourceContent::from_decoded(decoded), None);
+        return None;
     }
     let entries = std::mem::take(&mut extracted.entries)
         .into_iter()
@@ -557,7 +563,7 @@ fn classify_bytes(
             (entry.location, SourceContent::from_decoded(decoded), der)
         })
         .collect();
-    FileOutcome::Kube(entries, extracted)
+    Some(FileOutcome::Kube(entries, extracted))
 }
 
 /// A timeout for endpoints when the caller gives none.

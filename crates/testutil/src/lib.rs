@@ -189,6 +189,33 @@ impl Ca {
         self.issue_with_key(spec, key)
     }
 
+    /// A CRL signed by this CA, valid between the two offsets (days from now), revoking
+    /// `revoked` serials.
+    pub fn crl(&self, this_update_days: i64, next_update_days: i64, revoked: &[&[u8]]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now + Duration::days(this_update_days),
+            next_update: now + Duration::days(next_update_days),
+            crl_number: SerialNumber::from_slice(&[7]),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - Duration::days(1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("crl")
+            .pem()
+            .expect("crl pem")
+    }
+
     pub fn issue_with_key(&self, spec: &Spec, key: KeyPair) -> Issued {
         let cert = spec
             .params(false)
