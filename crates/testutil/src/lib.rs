@@ -1,6 +1,8 @@
 //! A throw-away PKI for tests: roots, intermediates and leaves with any validity, names, key
 //! type and usage, built with rcgen.
 
+pub mod servers;
+
 pub use rcgen;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,

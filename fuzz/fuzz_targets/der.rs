@@ -1,0 +1,17 @@
+#![no_main]
+//! Binary input: certificates, CRLs and private keys in DER, and the sniffing between them.
+
+use certvigil_core::crl::Crl;
+use certvigil_core::key::{KeyEncoding, PrivateKey};
+use certvigil_core::{Certificate, DecodeOptions, SourceContent, decode};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Certificate::from_der(data);
+    let _ = Crl::from_der(data);
+    for encoding in [KeyEncoding::Pkcs8, KeyEncoding::Pkcs1, KeyEncoding::Sec1] {
+        let _ = PrivateKey::from_der(data, encoding);
+    }
+    let _ = certvigil_core::describe::extensions(data);
+    let _ = SourceContent::from_decoded(decode(data, &DecodeOptions::default()));
+});
