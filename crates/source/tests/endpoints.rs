@@ -1,202 +1,24 @@
 //! Probes real servers on loopback: nginx, `openssl s_server`, postfix, dovecot, PostgreSQL
 //! and slapd from the Debian packages (see scripts/install-deps), plus hostile listeners.
-//! Every test starts its own servers on free ports in its own temporary directory.
+//! Every test starts its own servers on free ports in its own temporary directory; the
+//! harness is `certvigil_testutil::servers`, shared with the command-line tests.
 
-use std::fs;
-use std::net::{TcpListener as StdListener, TcpStream as StdStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use certvigil_source::endpoint::{EndpointSpec, ProbeOutcome, StartTls, probe, root_store};
-use certvigil_testutil::{Issued, Pki, Spec, self_signed_leaf};
+use certvigil_testutil::servers::{self, Certs, NginxSite, free_port, server_dir};
+use certvigil_testutil::{Issued, Spec, self_signed_leaf};
 use rustls::RootCertStore;
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
 // ---------------------------------------------------------------------------------------
-// Harness
+// Helpers
 // ---------------------------------------------------------------------------------------
 
-/// Fails (never skips) when a server binary is missing: CI installs them all.
-fn require(path: &str) -> &str {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install the test servers with scripts/install-deps (as root)"
-    );
-    path
-}
-
-fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A world-readable temp dir: several servers drop privileges before reading their files.
-fn server_dir() -> TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("certvigil-ep-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, contents).unwrap();
-    path
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A server process, stopped with `stop_signal` when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    stop_signal: &'static str,
-    logs: Vec<PathBuf>,
-}
-
-impl Server {
-    fn start(name: &'static str, cmd: &mut Command, dir: &Path, stop_signal: &'static str) -> Self {
-        let out = dir.join(format!("{name}.out"));
-        cmd.stdin(Stdio::null())
-            .stdout(fs::File::create(&out).unwrap())
-            .stderr(fs::File::create(dir.join(format!("{name}.err"))).unwrap());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name} ({cmd:?}): {e}"));
-        Self {
-            name,
-            child,
-            stop_signal,
-            logs: vec![out.clone(), out.with_extension("err")],
-        }
-    }
-
-    fn log_also(mut self, path: PathBuf) -> Self {
-        self.logs.push(path);
-        self
-    }
-
-    fn logs(&self) -> String {
-        self.logs
-            .iter()
-            .map(|p| {
-                format!(
-                    "--- {}\n{}",
-                    p.display(),
-                    fs::read_to_string(p).unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    /// Waits until every port accepts TCP connections.
-    fn wait_ready(mut self, ports: &[u16]) -> Self {
-        let started = Instant::now();
-        for port in ports {
-            while StdStream::connect(("127.0.0.1", *port)).is_err() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!(
-                        "{} exited with {status} before listening:\n{}",
-                        self.name,
-                        self.logs()
-                    );
-                }
-                assert!(
-                    started.elapsed() < READY_TIMEOUT,
-                    "{} not listening on {port} after {READY_TIMEOUT:?}:\n{}",
-                    self.name,
-                    self.logs()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-s", self.stop_signal, &pid])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A test PKI and its PEM files.
-struct Certs {
-    pki: Pki,
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn new(name: &str, dir: &Path) -> Self {
-        Self {
-            pki: Pki::new(name),
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn anchors(&self) -> Arc<RootCertStore> {
-        Arc::new(root_store(std::slice::from_ref(&self.pki.root.cert.der)))
-    }
-
-    /// A leaf for `name` that is also valid for localhost and 127.0.0.1.
-    fn local_leaf(&self, name: &str) -> Issued {
-        let mut spec = Spec::leaf(name);
-        spec.dns_names.push("localhost".into());
-        spec.ip_names.push([127, 0, 0, 1].into());
-        self.pki.leaf(&spec)
-    }
-
-    /// Writes `<stem>.crt` (leaf + intermediate unless `leaf_only`) and `<stem>.key`.
-    fn write_pair(&self, stem: &str, leaf: &Issued, leaf_only: bool) -> (PathBuf, PathBuf) {
-        let chain = if leaf_only {
-            leaf.pem.clone()
-        } else {
-            self.pki.fullchain(leaf)
-        };
-        let cert = write(&self.dir, &format!("{stem}.crt"), &chain);
-        let key = write(&self.dir, &format!("{stem}.key"), &leaf.key_pem());
-        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-        (cert, key)
-    }
+fn anchors(certs: &Certs) -> Arc<RootCertStore> {
+    Arc::new(root_store(std::slice::from_ref(&certs.pki.root.cert.der)))
 }
 
 fn spec(arg: &str) -> EndpointSpec {
@@ -238,30 +60,10 @@ fn error(outcome: &ProbeOutcome) -> &str {
 // nginx
 // ---------------------------------------------------------------------------------------
 
-struct NginxPorts {
-    sni: u16,
-    expired: u16,
-    no_intermediate: u16,
-    self_signed: u16,
-    tls12: u16,
-    tls13: u16,
-}
-
-fn nginx_server(cert: &(PathBuf, PathBuf), listen: String, extra: &str) -> String {
-    format!(
-        "server {{ listen {listen}; {extra} ssl_certificate {}; ssl_certificate_key {}; \
-         return 200 \"ok\\n\"; }}\n",
-        cert.0.display(),
-        cert.1.display()
-    )
-}
-
 #[tokio::test]
 async fn nginx_sni_expiry_chains_and_versions() {
-    let nginx = require("/usr/sbin/nginx");
     let dir = server_dir();
     let d = dir.path();
-    fs::create_dir(d.join("tmp")).unwrap();
     let certs = Certs::new("nginx", d);
     let pki = &certs.pki;
 
@@ -273,89 +75,42 @@ async fn nginx_sni_expiry_chains_and_versions() {
     let v12 = certs.local_leaf("v12.test");
     let v13 = certs.local_leaf("v13.test");
 
-    let ports = NginxPorts {
-        sni: free_port(),
-        expired: free_port(),
-        no_intermediate: free_port(),
-        self_signed: free_port(),
-        tls12: free_port(),
-        tls13: free_port(),
-    };
-    let listen = |port: u16| format!("127.0.0.1:{port} ssl");
-    let servers = [
-        nginx_server(
-            &certs.write_pair("a", &a, false),
-            format!("{} default_server", listen(ports.sni)),
-            "server_name a.test;",
-        ),
-        nginx_server(
-            &certs.write_pair("b", &b, false),
-            listen(ports.sni),
-            "server_name b.test;",
-        ),
-        nginx_server(
-            &certs.write_pair("expired", &expired, false),
-            listen(ports.expired),
-            "",
-        ),
-        nginx_server(
-            &certs.write_pair("lonely", &lonely, true),
-            listen(ports.no_intermediate),
-            "",
-        ),
-        nginx_server(
-            &certs.write_pair("self", &own, true),
-            listen(ports.self_signed),
-            "",
-        ),
-        nginx_server(
-            &certs.write_pair("v12", &v12, false),
-            listen(ports.tls12),
-            "ssl_protocols TLSv1.2;",
-        ),
-        nginx_server(
-            &certs.write_pair("v13", &v13, false),
-            format!("{} http2", listen(ports.tls13)),
-            "ssl_protocols TLSv1.3;",
-        ),
-    ];
-    // As root, workers would otherwise switch to an unprivileged user.
-    let user = if is_root() { "user root;" } else { "" };
-    let conf = format!(
-        "{user}\nworker_processes 1;\npid nginx.pid;\nerror_log error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\naccess_log off;\nclient_body_temp_path tmp/body;\nproxy_temp_path tmp/proxy;\n\
-         fastcgi_temp_path tmp/fastcgi;\nuwsgi_temp_path tmp/uwsgi;\nscgi_temp_path tmp/scgi;\n\
-         ssl_protocols TLSv1.2 TLSv1.3;\n{}}}\n",
-        servers.concat()
+    let (sni, expired_port, no_intermediate, self_signed, tls12_port, tls13_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
     );
-    write(d, "nginx.conf", &conf);
-    let prefix = format!("{}/", d.display());
-    let _nginx = Server::start(
-        "nginx",
-        Command::new(nginx).args(["-p", &prefix, "-c", "nginx.conf", "-g", "daemon off;"]),
+    let _nginx = servers::nginx(
         d,
-        "TERM",
-    )
-    .log_also(d.join("error.log"))
-    .wait_ready(&[
-        ports.sni,
-        ports.expired,
-        ports.no_intermediate,
-        ports.self_signed,
-        ports.tls12,
-        ports.tls13,
-    ]);
-    let anchors = certs.anchors();
+        &[
+            NginxSite::new(sni, &certs.write_pair("a", &a, false))
+                .listen("default_server")
+                .directives("server_name a.test;"),
+            NginxSite::new(sni, &certs.write_pair("b", &b, false))
+                .directives("server_name b.test;"),
+            NginxSite::new(expired_port, &certs.write_pair("expired", &expired, false)),
+            NginxSite::new(no_intermediate, &certs.write_pair("lonely", &lonely, true)),
+            NginxSite::new(self_signed, &certs.write_pair("self", &own, true)),
+            NginxSite::new(tls12_port, &certs.write_pair("v12", &v12, false))
+                .directives("ssl_protocols TLSv1.2;"),
+            NginxSite::new(tls13_port, &certs.write_pair("v13", &v13, false))
+                .listen("http2")
+                .directives("ssl_protocols TLSv1.3;"),
+        ],
+    );
+    let anchors = anchors(&certs);
 
     // SNI picks the certificate; the second probe of the same name still records the chain.
-    let sni_a = with_sni(spec(&format!("localhost:{}", ports.sni)), "a.test");
+    let sni_a = with_sni(spec(&format!("localhost:{sni}")), "a.test");
     assert_trusted(&probe(&sni_a, anchors.clone()).await, &a, 2);
     let again = probe(&sni_a, anchors.clone()).await;
     assert_trusted(&again, &a, 2);
     assert_eq!(again.info.sni.as_deref(), Some("a.test"));
     let sni_b = probe(
-        &with_sni(spec(&format!("localhost:{}", ports.sni)), "b.test"),
+        &with_sni(spec(&format!("localhost:{sni}")), "b.test"),
         anchors.clone(),
     )
     .await;
@@ -363,7 +118,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
     assert_ne!(sni_b.chain[0], again.chain[0]);
 
     // No matching server_name: nginx's default certificate, which does not cover the name.
-    let by_name = probe(&spec(&format!("localhost:{}", ports.sni)), anchors.clone()).await;
+    let by_name = probe(&spec(&format!("localhost:{sni}")), anchors.clone()).await;
     assert_eq!(by_name.error, None);
     assert_eq!(by_name.chain[0], a.der);
     assert!(
@@ -371,7 +126,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
         "{by_name:#?}"
     );
     // No SNI at all for an IP; the IP is what must be covered.
-    let by_ip = probe(&spec(&format!("127.0.0.1:{}", ports.sni)), anchors.clone()).await;
+    let by_ip = probe(&spec(&format!("127.0.0.1:{sni}")), anchors.clone()).await;
     assert_eq!(by_ip.info.sni, None);
     assert_eq!(by_ip.chain[0], a.der);
     assert!(
@@ -380,10 +135,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
     );
 
     let expired_out = probe(
-        &with_sni(
-            spec(&format!("127.0.0.1:{}", ports.expired)),
-            "expired.test",
-        ),
+        &with_sni(spec(&format!("127.0.0.1:{expired_port}")), "expired.test"),
         anchors.clone(),
     )
     .await;
@@ -398,10 +150,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
     );
 
     let lonely_out = probe(
-        &with_sni(
-            spec(&format!("127.0.0.1:{}", ports.no_intermediate)),
-            "lonely.test",
-        ),
+        &with_sni(spec(&format!("127.0.0.1:{no_intermediate}")), "lonely.test"),
         anchors.clone(),
     )
     .await;
@@ -413,10 +162,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
     );
 
     let own_out = probe(
-        &with_sni(
-            spec(&format!("127.0.0.1:{}", ports.self_signed)),
-            "self.test",
-        ),
+        &with_sni(spec(&format!("127.0.0.1:{self_signed}")), "self.test"),
         anchors.clone(),
     )
     .await;
@@ -426,16 +172,13 @@ async fn nginx_sni_expiry_chains_and_versions() {
     // Trusting the self-signed leaf itself does not make it an acceptable server chain.
     let own_anchor = Arc::new(root_store(std::slice::from_ref(&own.der)));
     let own_trusted = probe(
-        &with_sni(
-            spec(&format!("127.0.0.1:{}", ports.self_signed)),
-            "self.test",
-        ),
+        &with_sni(spec(&format!("127.0.0.1:{self_signed}")), "self.test"),
         own_anchor,
     )
     .await;
     assert_eq!(own_trusted.chain, vec![own.der.clone()]);
 
-    let mut tls12 = spec(&format!("127.0.0.1:{}", ports.tls12));
+    let mut tls12 = spec(&format!("127.0.0.1:{tls12_port}"));
     tls12.alpn = vec!["h2".into(), "http/1.1".into()];
     let tls12_out = probe(&tls12, anchors.clone()).await;
     assert_trusted(&tls12_out, &v12, 2);
@@ -451,7 +194,7 @@ async fn nginx_sni_expiry_chains_and_versions() {
     );
     assert_eq!(tls12_out.info.alpn.as_deref(), Some("http/1.1"));
 
-    let mut tls13 = spec(&format!("localhost:{}", ports.tls13));
+    let mut tls13 = spec(&format!("localhost:{tls13_port}"));
     tls13.alpn = vec!["h2".into(), "http/1.1".into()];
     let tls13_out = probe(&tls13, anchors.clone()).await;
     assert_trusted(&tls13_out, &v13, 2);
@@ -478,52 +221,17 @@ async fn nginx_sni_expiry_chains_and_versions() {
 // openssl s_server with mandatory client certificates
 // ---------------------------------------------------------------------------------------
 
-fn s_server(openssl: &str, dir: &Path, certs: &Certs, port: u16, extra: &[&str]) -> Server {
-    let leaf = certs.local_leaf("mtls.test");
-    let (cert, key) = certs.write_pair("server", &leaf, true);
-    let intermediate = write(dir, "intermediate.crt", &certs.pki.intermediate.cert.pem);
-    let root = write(dir, "root.crt", &certs.pki.root.cert.pem);
-    let accept = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(openssl);
-    cmd.args(["s_server", "-accept", &accept, "-www", "-Verify", "1"])
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .arg("-cert_chain")
-        .arg(&intermediate)
-        .arg("-CAfile")
-        .arg(&root)
-        .args(extra);
-    Server::start(
-        if extra.is_empty() {
-            "s_server"
-        } else {
-            "s_server12"
-        },
-        &mut cmd,
-        dir,
-        "TERM",
-    )
-    .wait_ready(&[port])
-}
-
 #[tokio::test]
 async fn openssl_s_server_requiring_client_certificates() {
-    let openssl = require("/usr/bin/openssl");
     let dir = server_dir();
     let d = dir.path();
     let certs = Certs::new("mtls", d);
-    let mut client_spec = Spec::leaf("client.test");
-    client_spec.server_auth = false;
-    client_spec.client_auth = true;
-    let client = certs.pki.root.issue(&client_spec);
-    let (client_cert, client_key) = certs.write_pair("client", &client, true);
+    let (client_cert, client_key) = servers::client_cert(&certs, "client");
 
     let (port13, port12) = (free_port(), free_port());
-    let _tls13 = s_server(openssl, d, &certs, port13, &[]);
-    let _tls12 = s_server(openssl, d, &certs, port12, &["-tls1_2"]);
-    let anchors = certs.anchors();
+    let _tls13 = servers::s_server(&certs, &certs.local_leaf("mtls.test"), port13, &[]);
+    let _tls12 = servers::s_server(&certs, &certs.local_leaf("mtls.test"), port12, &["-tls1_2"]);
+    let anchors = anchors(&certs);
 
     for port in [port13, port12] {
         let without = probe(&spec(&format!("localhost:{port}")), anchors.clone()).await;
@@ -551,7 +259,7 @@ async fn openssl_s_server_requiring_client_certificates() {
     // A key that does not belong to the certificate is refused before connecting.
     let mut mismatched = spec(&format!("localhost:{port13}"));
     mismatched.client_cert = Some(client_cert.clone());
-    mismatched.client_key = Some(d.join("server.key"));
+    mismatched.client_key = Some(d.join(format!("s_server-{port13}.key")));
     let out = probe(&mismatched, anchors.clone()).await;
     assert!(error(&out).starts_with("client key"), "{out:#?}");
     assert!(out.chain.is_empty());
@@ -561,84 +269,17 @@ async fn openssl_s_server_requiring_client_certificates() {
 // STARTTLS: postfix, dovecot, PostgreSQL, slapd
 // ---------------------------------------------------------------------------------------
 
-const POSTFIX_SERVICES: &str = "\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-";
-
 #[tokio::test]
 async fn postfix_smtp_starttls() {
-    let postfix = require("/usr/sbin/postfix");
-    let master = require("/usr/lib/postfix/sbin/master");
     let dir = server_dir();
     let d = dir.path();
     let certs = Certs::new("postfix", d);
     let leaf = certs.local_leaf("mx.certvigil.test");
     let (cert, key) = certs.write_pair("smtpd", &leaf, false);
     let port = free_port();
+    let _postfix = servers::postfix(d, &cert, &key, port);
 
-    let conf = d.join("conf");
-    fs::create_dir(&conf).unwrap();
-    fs::create_dir(d.join("data")).unwrap();
-    fs::create_dir(d.join("spool")).unwrap();
-    run(Command::new("chown").arg("postfix").arg(d.join("data")));
-    let main_cf = format!(
-        "compatibility_level = 3.6\nqueue_directory = {d}/spool\ndata_directory = {d}/data\n\
-         mail_owner = postfix\nmyhostname = mx.certvigil.test\ninet_interfaces = loopback-only\n\
-         inet_protocols = ipv4\nmydestination =\nalias_maps =\nalias_database =\n\
-         maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
-         smtpd_tls_chain_files = {key}, {cert}\nsmtpd_tls_security_level = may\n",
-        d = d.display(),
-        key = key.display(),
-        cert = cert.display(),
-    );
-    write(&conf, "main.cf", &main_cf);
-    let master_cf = format!("127.0.0.1:{port} inet n - n - - smtpd\n{POSTFIX_SERVICES}");
-    write(&conf, "master.cf", &master_cf);
-    let check = Command::new(postfix)
-        .arg("-c")
-        .arg(&conf)
-        .arg("check")
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "postfix check failed: {}\n{}",
-        String::from_utf8_lossy(&check.stderr),
-        fs::read_to_string(d.join("maillog")).unwrap_or_default()
-    );
-    let _master = Server::start(
-        "postfix",
-        Command::new(master).arg("-c").arg(&conf).arg("-d"),
-        d,
-        "TERM",
-    )
-    .log_also(d.join("maillog"))
-    .wait_ready(&[port]);
-
-    let anchors = certs.anchors();
+    let anchors = anchors(&certs);
     let smtp = spec(&format!("smtp://localhost:{port}"));
     assert_eq!(smtp.starttls, Some(StartTls::Smtp));
     assert_trusted(&probe(&smtp, anchors.clone()).await, &leaf, 2);
@@ -649,38 +290,15 @@ async fn postfix_smtp_starttls() {
 
 #[tokio::test]
 async fn dovecot_imap_and_pop3_starttls() {
-    let dovecot = require("/usr/sbin/dovecot");
     let dir = server_dir();
     let d = dir.path();
     let certs = Certs::new("dovecot", d);
     let leaf = certs.local_leaf("mail.certvigil.test");
     let (cert, key) = certs.write_pair("mail", &leaf, false);
     let (imap, pop3) = (free_port(), free_port());
-    let conf = format!(
-        "protocols = imap pop3\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
-         instance_name = certvigil-{imap}\nlog_path = {d}/dovecot.log\n\
-         ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
-         passdb {{\n  driver = static\n  args = password=unused\n}}\n\
-         userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home=/nonexistent\n}}\n\
-         service imap-login {{\n  inet_listener imap {{\n    port = {imap}\n  }}\n  \
-         inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-         service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3}\n  }}\n  \
-         inet_listener pop3s {{\n    port = 0\n  }}\n}}\n",
-        d = d.display(),
-        cert = cert.display(),
-        key = key.display(),
-    );
-    let conf_path = write(d, "dovecot.conf", &conf);
-    let _dovecot = Server::start(
-        "dovecot",
-        Command::new(dovecot).arg("-c").arg(&conf_path).arg("-F"),
-        d,
-        "TERM",
-    )
-    .log_also(d.join("dovecot.log"))
-    .wait_ready(&[imap, pop3]);
+    let _dovecot = servers::dovecot(d, &cert, &key, imap, pop3);
 
-    let anchors = certs.anchors();
+    let anchors = anchors(&certs);
     let imap_spec = spec(&format!("imap://localhost:{imap}"));
     assert_eq!(imap_spec.starttls, Some(StartTls::Imap));
     assert_trusted(&probe(&imap_spec, anchors.clone()).await, &leaf, 2);
@@ -699,113 +317,38 @@ async fn dovecot_imap_and_pop3_starttls() {
     assert!(out.chain.is_empty());
 }
 
-fn postgres_bin(name: &str) -> PathBuf {
-    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .map(|dirs| {
-            dirs.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin").join(name))
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.retain(|p| p.exists());
-    versions.sort();
-    let path = versions.pop().unwrap_or_else(|| {
-        panic!("/usr/lib/postgresql/*/bin/{name} is missing: run scripts/install-deps")
-    });
-    PathBuf::from(require(path.to_str().unwrap()))
-}
-
-/// PostgreSQL refuses to run as root: drop to the postgres user when we are root.
-fn as_postgres(program: &Path) -> Command {
-    if !is_root() {
-        return Command::new(program);
-    }
-    let mut cmd = Command::new(require("/usr/bin/setpriv"));
-    cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
-        .arg(program);
-    cmd
-}
-
 #[tokio::test]
 async fn postgres_sslrequest() {
-    let initdb = postgres_bin("initdb");
-    let postgres = postgres_bin("postgres");
     let dir = server_dir();
     let d = dir.path();
     let certs = Certs::new("postgres", d);
     let leaf = certs.local_leaf("db.certvigil.test");
     let (cert, key) = certs.write_pair("db", &leaf, false);
-    if is_root() {
-        run(Command::new("chown")
-            .arg("-R")
-            .arg("postgres:postgres")
-            .arg(d));
-    }
-    let data = d.join("data");
-    run(as_postgres(&initdb)
-        .arg("-D")
-        .arg(&data)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-        .env("LC_ALL", "C"));
     let port = free_port();
-    let mut cmd = as_postgres(&postgres);
-    cmd.arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(d)
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
-        .arg("-c")
-        .arg(format!("ssl_cert_file={}", cert.display()))
-        .arg("-c")
-        .arg(format!("ssl_key_file={}", key.display()));
-    let _postgres = Server::start("postgres", &mut cmd, d, "INT").wait_ready(&[port]);
+    let _postgres = servers::postgres(d, &cert, &key, port);
 
     let db = spec(&format!(
         "postgresql://app@localhost:{port}/app?sslmode=require"
     ));
     assert_eq!(db.starttls, Some(StartTls::Postgres));
-    let out = probe(&db, certs.anchors()).await;
+    let out = probe(&db, anchors(&certs)).await;
     assert_trusted(&out, &leaf, 2);
     assert_eq!(out.info.tls_version.as_deref(), Some("TLSv1.3"));
 }
 
 #[tokio::test]
 async fn slapd_ldap_starttls() {
-    let slapd = require("/usr/sbin/slapd");
-    require("/etc/ldap/schema/core.schema");
     let dir = server_dir();
     let d = dir.path();
     let certs = Certs::new("slapd", d);
     let leaf = certs.local_leaf("ldap.certvigil.test");
     let (cert, key) = certs.write_pair("ldap", &leaf, false);
-    fs::create_dir(d.join("db")).unwrap();
-    let conf = format!(
-        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\n\
-         modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
-         TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n\
-         database mdb\nmaxsize 10485760\nsuffix \"dc=certvigil,dc=test\"\n\
-         rootdn \"cn=admin,dc=certvigil,dc=test\"\nrootpw unused\ndirectory {d}/db\n",
-        d = d.display(),
-        cert = cert.display(),
-        key = key.display(),
-    );
-    let conf_path = write(d, "slapd.conf", &conf);
     let port = free_port();
-    let url = format!("ldap://127.0.0.1:{port}/");
-    let _slapd = Server::start(
-        "slapd",
-        Command::new(slapd)
-            .arg("-f")
-            .arg(&conf_path)
-            .args(["-h", &url, "-d", "0"]),
-        d,
-        "TERM",
-    )
-    .wait_ready(&[port]);
+    let _slapd = servers::slapd(d, &cert, &key, port);
 
     let ldap = spec(&format!("ldap://localhost:{port}"));
     assert_eq!(ldap.starttls, Some(StartTls::Ldap));
-    assert_trusted(&probe(&ldap, certs.anchors()).await, &leaf, 2);
+    assert_trusted(&probe(&ldap, anchors(&certs)).await, &leaf, 2);
 }
 
 // ---------------------------------------------------------------------------------------
