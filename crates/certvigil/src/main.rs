@@ -115,6 +115,10 @@ struct SourceArgs {
     /// STARTTLS protocol for `host:port` endpoints.
     #[arg(long, value_enum)]
     starttls: Option<StartTlsArg>,
+    /// Do not read or update the cache of verified signatures
+    /// ($CERTVIGIL_CACHE_DIR, else $XDG_CACHE_HOME/certvigil, else ~/.cache/certvigil).
+    #[arg(long)]
+    no_cache: bool,
     /// Endpoint timeout in seconds (connect + STARTTLS + handshake).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
@@ -196,6 +200,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .init();
 }
 
@@ -326,6 +331,7 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         ca_files: args.ca_file.clone(),
         expect: Expectations::default(),
         keep_der,
+        link_cache: if args.no_cache { None } else { link_cache_path() },
         ..ScanOptions::default()
     };
     for ca in &args.ca_file {
@@ -344,6 +350,14 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         options.targets.push(resolve_target(arg, args, timeout)?);
     }
     Ok(options)
+}
+
+fn link_cache_path() -> Option<PathBuf> {
+    let dir = std::env::var_os("CERTVIGIL_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("certvigil")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/certvigil")))?;
+    Some(dir.join("verified-links"))
 }
 
 fn resolve_target(arg: &str, args: &SourceArgs, timeout: Duration) -> Result<Target> {

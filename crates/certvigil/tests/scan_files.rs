@@ -766,3 +766,35 @@ fn what_if_time_travel_with_at() {
     assert_eq!(code, 1);
     assert!(has_finding(&report, "expired", "leaf.pem"));
 }
+
+#[test]
+fn verified_signatures_are_cached_and_bad_ones_are_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Cache");
+    write(dir.path(), "root.pem", &pki.root.cert.pem);
+    write(dir.path(), "inter.pem", &pki.intermediate.cert.pem);
+    for i in 0..5 {
+        write(dir.path(), &format!("leaf{i}.pem"), pki.leaf(&Spec::leaf(&format!("c{i}.example"))).pem);
+    }
+    let mut bad = pki.leaf(&Spec::leaf("bad.example")).der;
+    let at = bad.len() - 5;
+    bad[at] ^= 0x20;
+    write(dir.path(), "bad.der", bad);
+    let env = [("CERTVIGIL_CACHE_DIR", cache.path().to_str().unwrap()), ("CERTVIGIL_LOG", "certvigil_source=debug")];
+    let args = ["scan", "-f", "json", "--no-system-trust", dir.path().to_str().unwrap()];
+    let first = certvigil_with(&args, None, &env);
+    assert!(first.stderr.contains("cached=0"), "{}", first.stderr);
+    assert!(cache.path().join("verified-links").is_file());
+    let second = certvigil_with(&args, None, &env);
+    // Five leaves and the intermediate come from the cache; the bad leaf is checked again.
+    assert!(second.stderr.contains("cached=6"), "{}", second.stderr);
+    for run in [&first, &second] {
+        let report = run.json();
+        assert!(has_finding(&report, "signature_invalid", "bad.der"));
+        assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{:#?}", findings(&report));
+        assert_eq!(certs_from(&report, "leaf3.pem")[0]["issuer_link"], "verified");
+    }
+    let no_cache = certvigil_with(&["scan", "--no-cache", "-f", "json", "--no-system-trust", dir.path().to_str().unwrap()], None, &env);
+    assert!(no_cache.stderr.contains("cached=0"), "{}", no_cache.stderr);
+}

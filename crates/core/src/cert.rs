@@ -236,6 +236,13 @@ impl fmt::Display for SubjectAltName {
     }
 }
 
+/// The SubjectPublicKeyInfo of a certificate that can issue others, and its SHA-256.
+#[derive(Clone, Debug)]
+pub struct IssuerKey {
+    pub der: Arc<[u8]>,
+    pub id: Fingerprint,
+}
+
 /// An owned, compact summary of one X.509 certificate.
 #[derive(Clone, Debug)]
 pub struct Certificate {
@@ -265,8 +272,8 @@ pub struct Certificate {
     pub subject_key_id: Option<Box<[u8]>>,
     pub authority_key_id: Option<Box<[u8]>>,
     pub version: u32,
-    /// The whole SubjectPublicKeyInfo, kept only for certificates that may sign others.
-    pub issuer_spki: Option<Arc<[u8]>>,
+    /// The public key, kept only for certificates that may sign others.
+    pub issuer_spki: Option<IssuerKey>,
 }
 
 impl Certificate {
@@ -324,7 +331,7 @@ impl Certificate {
         };
         summary.read_extensions(cert);
         if summary.is_ca || summary.is_self_issued() {
-            summary.issuer_spki = Some(spki.raw.into());
+            summary.issuer_spki = Some(IssuerKey { der: spki.raw.into(), id: sha256(spki.raw) });
         }
         summary
     }

@@ -15,6 +15,7 @@ use crate::crl::Crl;
 use crate::decode::Decoded;
 use crate::error::ParseError;
 use crate::key::PrivateKey;
+use crate::linkcache::LinkCache;
 use crate::verify::{SignatureVerdict, verify_signature};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,12 +208,19 @@ pub struct SourceContent {
     pub encrypted_keys: usize,
     pub crls: Vec<Crl>,
     pub errors: Vec<ParseError>,
+    /// Links verified by signature here, for the caller to remember in its [`LinkCache`].
+    pub newly_verified: Vec<[u8; 16]>,
 }
 
 impl SourceContent {
     /// Summarises decoded bytes and checks the signatures between certificates of the same
     /// source (the common fullchain case needs no second pass).
     pub fn from_decoded(decoded: Decoded) -> Self {
+        Self::from_decoded_with(decoded, &LinkCache::default())
+    }
+
+    /// As [`Self::from_decoded`], skipping signature checks the cache already vouches for.
+    pub fn from_decoded_with(decoded: Decoded, cache: &LinkCache) -> Self {
         let mut errors = decoded.errors;
         let mut parsed = Vec::with_capacity(decoded.certs.len());
         let mut certs = Vec::with_capacity(decoded.certs.len());
@@ -226,6 +234,7 @@ impl SourceContent {
             }
         }
         let mut links = Vec::new();
+        let mut newly_verified = Vec::new();
         for (child, cert) in certs.iter().enumerate() {
             if cert.is_self_issued() {
                 continue;
@@ -235,10 +244,18 @@ impl SourceContent {
                 .enumerate()
                 .filter(|(i, issuer)| *i != child && cert.may_be_issued_by(issuer));
             for (issuer_idx, issuer) in candidates {
-                let Some(spki) = &issuer.issuer_spki else {
+                let Some(key) = &issuer.issuer_spki else {
                     continue;
                 };
-                let status = link_status(verify_signature(&parsed[child], spki));
+                let status = if cache.contains(&cert.fingerprint, &key.id) {
+                    LinkStatus::Verified
+                } else {
+                    let status = link_status(verify_signature(&parsed[child], &key.der));
+                    if status == LinkStatus::Verified {
+                        newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
+                    }
+                    status
+                };
                 links.push((child, issuer_idx, status));
                 if status != LinkStatus::BadSignature {
                     break;
@@ -252,6 +269,7 @@ impl SourceContent {
             encrypted_keys: decoded.encrypted_keys,
             crls: decoded.crls,
             errors,
+            newly_verified,
         }
     }
 }
@@ -430,26 +448,49 @@ impl Inventory {
         self.source(id).retained_der.as_deref()
     }
 
+    /// Links every certificate whose issuer elsewhere in the inventory the cache vouches for,
+    /// so those sources need not be read again. Returns how many were linked.
+    pub fn link_from_cache(&mut self, cache: &LinkCache) -> usize {
+        if cache.is_empty() {
+            return 0;
+        }
+        let mut found = Vec::new();
+        for (i, cert) in self.certs.iter().enumerate() {
+            let child = CertId(i as u32);
+            if self.links.contains_key(&child) || cert.is_self_issued() {
+                continue;
+            }
+            let hit = self.issuer_candidates(child).find(|issuer| {
+                self.cert(*issuer)
+                    .issuer_spki
+                    .as_ref()
+                    .is_some_and(|key| cache.contains(&cert.fingerprint, &key.id))
+            });
+            if let Some(issuer) = hit {
+                found.push((child, issuer));
+            }
+        }
+        for (child, issuer) in &found {
+            self.record_link(*child, *issuer, LinkStatus::Verified);
+        }
+        found.len()
+    }
+
     /// The cross-source pass for one source: checks its unlinked certificates (given again as
     /// DER) against issuers found anywhere in the inventory. Read-only, so sources can be
-    /// checked in parallel; the caller records the result with [`Self::record_link`].
+    /// checked in parallel; the caller records the links with [`Self::record_link`] and
+    /// remembers the verified ones.
     pub fn cross_source_links(&self, ders: &[Vec<u8>]) -> Vec<(CertId, CertId, LinkStatus)> {
         let mut out = Vec::new();
         for der in ders {
-            let Ok((_, parsed)) = X509Certificate::from_der(der) else {
-                continue;
-            };
-            let Some(child) = self.find(&crate::cert::sha256(der)) else {
-                continue;
-            };
+            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
+            let Some(child) = self.find(&crate::cert::sha256(der)) else { continue };
             if self.links.contains_key(&child) || self.cert(child).is_self_issued() {
                 continue;
             }
             for issuer in self.issuer_candidates(child) {
-                let Some(spki) = &self.cert(issuer).issuer_spki else {
-                    continue;
-                };
-                let status = link_status(verify_signature(&parsed, spki));
+                let Some(key) = &self.cert(issuer).issuer_spki else { continue };
+                let status = link_status(verify_signature(&parsed, &key.der));
                 out.push((child, issuer, status));
                 if status != LinkStatus::BadSignature {
                     break;
@@ -457,6 +498,12 @@ impl Inventory {
             }
         }
         out
+    }
+
+    /// The cache key of a verified link, to remember it.
+    pub fn link_key(&self, child: CertId, issuer: CertId) -> Option<[u8; 16]> {
+        let key = self.cert(issuer).issuer_spki.as_ref()?;
+        Some(LinkCache::key(&self.cert(child).fingerprint, &key.id))
     }
 
     /// Drops DER kept for the issuer pass once it is done.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hostname;
 pub mod inventory;
 pub mod key;
+pub mod linkcache;
 pub mod oid;
 pub mod pem;
 pub mod verify;

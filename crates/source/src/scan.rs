@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certvigil_core::decode::{DecodeOptions, decode};
+use certvigil_core::linkcache::LinkCache;
 use certvigil_core::inventory::{
     Expectations, Inventory, LinkStatus, Location, NewSource, ProblemKind, SourceContent, SourceId,
     SourceKind,
@@ -44,6 +45,8 @@ pub struct ScanOptions {
     pub endpoint_concurrency: usize,
     /// Keep every certificate's DER after the scan (for `inspect`).
     pub keep_der: bool,
+    /// File remembering verified signatures between scans (see `certvigil_core::linkcache`).
+    pub link_cache: Option<PathBuf>,
 }
 
 impl Default for ScanOptions {
@@ -60,13 +63,22 @@ impl Default for ScanOptions {
             expect: Expectations::default(),
             endpoint_concurrency: 32,
             keep_der: false,
+            link_cache: None,
         }
     }
 }
 
 pub fn scan(options: &ScanOptions) -> Inventory {
+    let cache = options
+        .link_cache
+        .as_deref()
+        .and_then(|path| files::read_limited(path, 64 * 1024 * 1024).ok())
+        .map(|bytes| LinkCache::from_bytes(&bytes))
+        .unwrap_or_default();
     let mut scanner = Scanner {
         options,
+        cache,
+        new_links: Vec::new(),
         inventory: Inventory::new(),
         seen: HashSet::new(),
         key_sources: HashMap::new(),
@@ -74,11 +86,15 @@ pub fn scan(options: &ScanOptions) -> Inventory {
         anchors_der: Vec::new(),
     };
     scanner.run();
+    scanner.save_cache();
     scanner.inventory
 }
 
 struct Scanner<'a> {
     options: &'a ScanOptions,
+    cache: LinkCache,
+    /// Links verified during this scan, to add to the cache file.
+    new_links: Vec<[u8; 16]>,
     inventory: Inventory,
     /// Files already read, by (dev, inode), across all targets.
     seen: HashSet<(u64, u64)>,
@@ -258,9 +274,10 @@ impl Scanner<'_> {
         };
         let max = self.options.walk.max_file_size;
         let keep = self.options.keep_der;
+        let cache = &self.cache;
         let outcomes: Vec<FileOutcome> = files
             .par_iter()
-            .map(|(path, _, _)| read_file(path, max, &options, keep))
+            .map(|(path, _, _)| read_file(path, max, &options, keep, cache))
             .collect();
         let mut referenced = Vec::new();
         for ((path, _explicit, paired_key), outcome) in files.into_iter().zip(outcomes) {
@@ -270,7 +287,8 @@ impl Scanner<'_> {
                     self.inventory
                         .add_problem(location, ProblemKind::Read, reason);
                 }
-                FileOutcome::Content(content, der) => {
+                FileOutcome::Content(mut content, der) => {
+                    self.new_links.append(&mut content.newly_verified);
                     let has_certs = !content.certs.is_empty();
                     let has_keys = !content.keys.is_empty();
                     let mut new = NewSource::new(location);
@@ -284,7 +302,8 @@ impl Scanner<'_> {
                     }
                 }
                 FileOutcome::Kube(entries, extracted) => {
-                    for (location, content, der) in entries {
+                    for (location, mut content, der) in entries {
+                        self.new_links.append(&mut content.newly_verified);
                         let mut new = NewSource::new(location);
                         new.expect = self.options.expect.clone();
                         new.retain_der = Some(der);
@@ -345,7 +364,7 @@ impl Scanner<'_> {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
         };
         // stdin cannot be read twice: keep the DER for the issuer pass.
-        match classify_bytes(&bytes, "stdin", &options, true) {
+        match classify_bytes(&bytes, "stdin", &options, true, &self.cache) {
             FileOutcome::Content(content, der) => {
                 let mut new = NewSource::new(location);
                 new.expect = self.options.expect.clone();
@@ -470,10 +489,28 @@ impl Scanner<'_> {
             .add_source(new, SourceContent::from_decoded(decoded));
     }
 
+    /// Adds this scan's verified links to the cache file, atomically. A cache that cannot be
+    /// written only costs speed next time, so failures are logged, not reported.
+    fn save_cache(&mut self) {
+        let Some(path) = &self.options.link_cache else { return };
+        let mut added = 0;
+        for key in self.new_links.drain(..) {
+            added += usize::from(self.cache.insert(key));
+        }
+        if added == 0 {
+            return;
+        }
+        if let Err(e) = files::write_atomic(path, &self.cache.to_bytes()) {
+            tracing::debug!(path = %path.display(), error = %e, "signature cache not saved");
+        }
+    }
+
     /// Checks signatures between certificates in different sources (a leaf file and the CA
     /// file it was issued by). The DER is read again; only sources that need it are touched.
     fn issuer_pass(&mut self) {
+        let cached = self.inventory.link_from_cache(&self.cache);
         let needing = self.inventory.sources_needing_issuer_pass();
+        tracing::debug!(cached, reread = needing.len(), "issuer pass");
         let max = self.options.walk.max_file_size;
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
@@ -497,6 +534,11 @@ impl Scanner<'_> {
             .collect();
         for (child, issuer, status) in links.into_iter().flatten() {
             self.inventory.record_link(child, issuer, status);
+            if status == LinkStatus::Verified
+                && let Some(key) = self.inventory.link_key(child, issuer)
+            {
+                self.new_links.push(key);
+            }
         }
         if !self.options.keep_der {
             self.inventory.release_retained_der();
@@ -504,9 +546,15 @@ impl Scanner<'_> {
     }
 }
 
-fn read_file(path: &Path, max: u64, options: &DecodeOptions<'_>, keep_der: bool) -> FileOutcome {
+fn read_file(
+    path: &Path,
+    max: u64,
+    options: &DecodeOptions<'_>,
+    keep_der: bool,
+    cache: &LinkCache,
+) -> FileOutcome {
     match files::read_limited(path, max) {
-        Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der),
+        Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der, cache),
         Err(reason) => FileOutcome::Unreadable(reason),
     }
 }
@@ -519,13 +567,14 @@ fn classify_bytes(
     origin: &str,
     options: &DecodeOptions<'_>,
     keep_der: bool,
+    cache: &LinkCache,
 ) -> FileOutcome {
     if let Some(outcome) = kube_outcome(bytes, origin, options) {
         return outcome;
     }
     let decoded = decode(bytes, options);
     let der = keep_der.then(|| decoded.certs.clone());
-    FileOutcome::Content(SourceContent::from_decoded(decoded), der)
+    FileOutcome::Content(SourceContent::from_decoded_with(decoded, cache), der)
 }
 
 fn kube_outcome(bytes: &[u8], origin: &str, options: &DecodeOptions<'_>) -> Option<FileOutcome> {

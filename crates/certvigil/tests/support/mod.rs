@@ -29,6 +29,8 @@ pub fn certvigil(args: &[&str]) -> Run {
 
 pub fn certvigil_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certvigil"));
+    // Tests never share the user's signature cache.
+    cmd.env("CERTVIGIL_CACHE_DIR", cache_dir());
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,6 +46,12 @@ pub fn certvigil_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)])
     drop(pipe);
     let out = child.wait_with_output().expect("wait certvigil");
     finish(out)
+}
+
+/// One cache directory per test process, so tests exercise the cache without touching $HOME.
+pub fn cache_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("cache tempdir")).path().to_path_buf()
 }
 
 fn finish(out: Output) -> Run {
