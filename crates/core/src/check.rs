@@ -450,31 +450,7 @@ fn check_chain(
             return;
         }
         let Some(link) = inventory.link(current) else {
-            let severity = if is_endpoint {
-                Severity::Critical
-            } else if source.certs.len() > 1 {
-                Severity::Warning
-            } else {
-                Severity::Info
-            };
-            let advice = if is_endpoint {
-                "configure the server to send the full chain (fullchain), or add the root with \
-                 --ca-file"
-            } else {
-                "add the intermediate to the bundle, or the issuing CA to the trust store"
-            };
-            findings.push(
-                CheckId::ChainIncomplete,
-                severity,
-                loc,
-                Some(cert),
-                format!(
-                    "issuer of {} ({}) was not found in this source, on this host or in the \
-                     trust store: {advice}",
-                    cert.label(),
-                    cert.issuer
-                ),
-            );
+            report_missing_issuer(source, start, inventory.cert(start), cert, current, findings);
             return;
         };
         let issuer = inventory.cert(link.issuer);
@@ -538,6 +514,71 @@ fn check_chain(
         seen.push(link.issuer);
         current = link.issuer;
     }
+}
+
+/// The chain stops at `cert` because its issuer is nowhere to be found. When the source did
+/// send a CA certificate, what is missing is (almost always) the root: the chain is complete but
+/// untrusted. When it stops at the leaf, an intermediate is missing.
+fn report_missing_issuer(
+    source: &Source,
+    start: CertId,
+    leaf: &Certificate,
+    cert: &Certificate,
+    current: CertId,
+    findings: &mut Findings,
+) {
+    let loc = &source.location;
+    let is_endpoint = source.kind() == SourceKind::Endpoint;
+    let reached_ca = current != start && cert.is_ca;
+    if reached_ca {
+        let (check, severity) = if is_endpoint {
+            (CheckId::ChainUntrusted, Severity::Critical)
+        } else {
+            // A fullchain file without its root is normal; clients hold the root.
+            (CheckId::ChainIncomplete, Severity::Info)
+        };
+        findings.push(
+            check,
+            severity,
+            loc,
+            Some(leaf),
+            format!(
+                "the chain ends at {}, issued by {}, which is not in the system trust store,                  --ca-file or on this host: {}",
+                cert.label(),
+                cert.issuer,
+                if is_endpoint {
+                    "clients that do not have this root will refuse the connection"
+                } else {
+                    "the chain cannot be checked up to a root here"
+                }
+            ),
+        );
+        return;
+    }
+    let severity = if is_endpoint {
+        Severity::Critical
+    } else if source.certs.len() > 1 {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let advice = if is_endpoint {
+        "configure the server to send the full chain (fullchain), or add the root with --ca-file"
+    } else {
+        "add the intermediate to the bundle, or the issuing CA to the trust store"
+    };
+    findings.push(
+        CheckId::ChainIncomplete,
+        severity,
+        loc,
+        Some(cert),
+        format!(
+            "issuer of {} ({}) was not found in this source, on this host or in the trust \
+             store: {advice}",
+            cert.label(),
+            cert.issuer
+        ),
+    );
 }
 
 fn check_hosts(policy: &Policy, source: &Source, leaf: &Certificate, findings: &mut Findings) {
