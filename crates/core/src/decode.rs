@@ -8,6 +8,7 @@ use p12_keystore::Pkcs12Archive;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
+use crate::asn1::tlv;
 use crate::crl::Crl;
 use crate::error::ParseError;
 use crate::key::{KeyEncoding, PrivateKey};
@@ -322,28 +323,6 @@ pub fn pkcs7_certificates(data: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
     Ok(certs)
 }
 
-/// One definite-length DER TLV: (tag, content, rest). Multi-byte tags are not needed here.
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, data) = data.split_first()?;
-    let (&first, data) = data.split_first()?;
-    let (len, data) = if first < 0x80 {
-        (first as usize, data)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || data.len() < n {
-            return None;
-        }
-        let len = data[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        (len, &data[n..])
-    };
-    if data.len() < len {
-        return None;
-    }
-    Some((tag, &data[..len], &data[len..]))
-}
-
 fn der_oid_to_string(bytes: &[u8]) -> Option<String> {
     let (&first, rest) = bytes.split_first()?;
     let mut parts = vec![u64::from(first / 40), u64::from(first % 40)];
@@ -389,16 +368,6 @@ mod tests {
         let der_junk = decode(&[0x30, 0x03, 0x02, 0x01, 0x01], &DecodeOptions::default());
         assert_eq!(der_junk.errors.len(), 1);
         assert!(der_junk.certs.is_empty());
-    }
-
-    #[test]
-    fn tlv_rejects_lengths_past_the_end() {
-        assert!(tlv(&[0x30, 0x05, 0x00]).is_none());
-        assert!(tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert_eq!(
-            tlv(&[0x02, 0x01, 0x03, 0xff]),
-            Some((0x02, &[3u8][..], &[0xffu8][..]))
-        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! The secret itself is dropped as soon as the public half is derived, so no model type can
 //! ever print or log key material.
 
-use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P521_SHA512_ASN1_SIGNING,
     EcdsaKeyPair, Ed25519KeyPair, KeyPair,
@@ -36,16 +35,16 @@ impl PrivateKey {
     pub fn from_der(der: &[u8], encoding: KeyEncoding) -> Result<Self, ParseError> {
         match encoding {
             KeyEncoding::Pkcs8 => from_pkcs8(der),
-            KeyEncoding::Pkcs1 => {
-                let pair = RsaKeyPair::from_der(der).map_err(reject)?;
-                Ok(Self {
-                    algorithm: KeyAlgorithm::Rsa,
-                    key_id: sha256(pair.public_key().as_ref()),
-                })
-            }
+            KeyEncoding::Pkcs1 => rsa_from_pkcs1(der, KeyAlgorithm::Rsa),
             KeyEncoding::Sec1 => from_sec1(der, None),
         }
     }
+}
+
+fn rsa_from_pkcs1(der: &[u8], algorithm: KeyAlgorithm) -> Result<PrivateKey, ParseError> {
+    let public = crate::asn1::rsa_public_from_private(der)
+        .ok_or_else(|| ParseError::PrivateKey("not a PKCS#1 RSAPrivateKey".into()))?;
+    Ok(PrivateKey { algorithm, key_id: sha256(&public) })
 }
 
 fn reject(e: impl std::fmt::Display) -> ParseError {
@@ -57,16 +56,9 @@ fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, ParseError> {
     let alg = info.algorithm.oid.to_string();
     match alg.as_str() {
         oid::RSA_ENCRYPTION | oid::RSASSA_PSS => {
-            let pair = RsaKeyPair::from_der(info.private_key.as_bytes()).map_err(reject)?;
-            let algorithm = if alg == oid::RSASSA_PSS {
-                KeyAlgorithm::RsaPss
-            } else {
-                KeyAlgorithm::Rsa
-            };
-            Ok(PrivateKey {
-                algorithm,
-                key_id: sha256(pair.public_key().as_ref()),
-            })
+            let algorithm =
+                if alg == oid::RSASSA_PSS { KeyAlgorithm::RsaPss } else { KeyAlgorithm::Rsa };
+            rsa_from_pkcs1(info.private_key.as_bytes(), algorithm)
         }
         oid::ED25519 => {
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(reject)?;

@@ -2,6 +2,7 @@
 //! and run every check. No I/O and no clock: sources feed bytes in, [`check::Policy`] brings
 //! the time.
 
+mod asn1;
 pub mod cert;
 pub mod check;
 pub mod crl;

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
-use walkdir::WalkDir;
+use walkdir::{DirEntryExt, WalkDir};
 
 /// Largest file read by default. Certificate files are kilobytes; a bundle of every public
 /// root is under 300 KiB. Anything near this is a log, a database or a hostile file.
@@ -46,6 +46,9 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProb
     let mut problems = Vec::new();
     // (dev, ino) -> (path, reached through a symlink)
     let mut seen: HashMap<(u64, u64), (PathBuf, bool)> = HashMap::new();
+    // Device of the directory at each depth: with it, a plain file's identity comes from the
+    // directory listing alone, and only symlinks and directories cost a stat.
+    let mut dev_by_depth: Vec<u64> = Vec::new();
     let walker = WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
@@ -69,6 +72,12 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProb
                 continue;
             }
         };
+        if entry.file_type().is_dir() {
+            let Ok(meta) = entry.metadata() else { continue };
+            dev_by_depth.truncate(entry.depth());
+            dev_by_depth.push(meta.dev());
+            continue;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -76,9 +85,15 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProb
         if !is_candidate(path) || !glob_allows(path, options) {
             continue;
         }
-        let Ok(meta) = entry.metadata() else { continue };
-        let inode = (meta.dev(), meta.ino());
         let via_symlink = entry.path_is_symlink();
+        let parent_dev = entry.depth().checked_sub(1).and_then(|d| dev_by_depth.get(d));
+        let inode = match parent_dev {
+            Some(dev) if !via_symlink => (*dev, entry.ino()),
+            _ => match entry.metadata() {
+                Ok(meta) => (meta.dev(), meta.ino()),
+                Err(_) => continue,
+            },
+        };
         match seen.get(&inode) {
             Some((_, true)) => {}
             Some((_, false)) if !via_symlink => {}

@@ -120,9 +120,11 @@ impl Scanner<'_> {
             .targets
             .iter()
             .any(|t| matches!(t, Target::TrustStore | Target::Defaults));
+        let started = std::time::Instant::now();
         if self.options.system_trust || wants_trust_store {
             self.load_trust_store(wants_trust_store);
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "trust store loaded");
         for path in &self.options.ca_files {
             self.add_anchor_file(path);
         }
@@ -153,10 +155,12 @@ impl Scanner<'_> {
         }
         self.scan_paths(&paths);
         self.pair_keys();
+        tracing::debug!(elapsed = ?started.elapsed(), "files read");
         if !endpoints.is_empty() {
             self.scan_endpoints(&endpoints);
         }
         self.issuer_pass();
+        tracing::debug!(elapsed = ?started.elapsed(), "issuers linked");
     }
 
     fn load_trust_store(&mut self, reported: bool) {
@@ -229,6 +233,7 @@ impl Scanner<'_> {
     }
 
     fn scan_paths(&mut self, roots: &[PathBuf]) {
+        let started = std::time::Instant::now();
         let mut found: Vec<(FoundFile, bool)> = Vec::new();
         for root in roots {
             match std::fs::metadata(root) {
@@ -259,6 +264,7 @@ impl Scanner<'_> {
             }
         }
         found.retain(|(f, _)| self.seen.insert(f.inode));
+        tracing::debug!(files = found.len(), elapsed = ?started.elapsed(), "walked");
         self.read_files(
             found
                 .into_iter()
