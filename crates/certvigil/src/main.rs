@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use certvigil_core::check::{self, Policy, Severity};
-use certvigil_core::inventory::{Expectations, Role};
+use certvigil_core::inventory::Role;
 use certvigil_report::{Report, inspect, json, nagios, prom, text};
 use certvigil_source::files::WalkOptions;
 use certvigil_source::{EndpointSpec, ScanOptions, StartTls, Target, scan};
@@ -329,7 +329,7 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         pkcs12_password: pkcs12_password(args)?,
         system_trust: !args.no_system_trust,
         ca_files: args.ca_file.clone(),
-        expect: Expectations::default(),
+        expect: Default::default(),
         keep_der,
         link_cache: if args.no_cache { None } else { link_cache_path() },
         ..ScanOptions::default()

@@ -269,11 +269,12 @@ pub struct Certificate {
     pub path_len: Option<u32>,
     pub key_usage: Option<u16>,
     pub extended_key_usage: Option<ExtendedKeyUsage>,
-    pub subject_key_id: Option<Box<[u8]>>,
-    pub authority_key_id: Option<Box<[u8]>>,
+    /// Hashes of the key identifier extensions: only compared, never shown, so 8 bytes do.
+    pub subject_key_id: Option<u64>,
+    pub authority_key_id: Option<u64>,
     pub version: u32,
     /// The public key, kept only for certificates that may sign others.
-    pub issuer_spki: Option<IssuerKey>,
+    pub issuer_spki: Option<Box<IssuerKey>>,
 }
 
 impl Certificate {
@@ -331,7 +332,7 @@ impl Certificate {
         };
         summary.read_extensions(cert);
         if summary.is_ca || summary.is_self_issued() {
-            summary.issuer_spki = Some(IssuerKey { der: spki.raw.into(), id: sha256(spki.raw) });
+            summary.issuer_spki = Some(Box::new(IssuerKey { der: spki.raw.into(), id: sha256(spki.raw) }));
         }
         summary
     }
@@ -371,10 +372,10 @@ impl Certificate {
                     sans.extend(san.general_names.iter().map(subject_alt_name));
                 }
                 ParsedExtension::SubjectKeyIdentifier(ski) => {
-                    self.subject_key_id = Some(ski.0.into());
+                    self.subject_key_id = Some(name_id(ski.0));
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    self.authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.into());
+                    self.authority_key_id = aki.key_identifier.as_ref().map(|k| name_id(k.0));
                 }
                 _ => {}
             }
@@ -561,7 +562,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> Fingerprint {
     out
 }
 
-/// A 64-bit identity for a DER name, for issuer lookups. Collisions only cost a wasted
+/// A 64-bit identity for a DER name or key identifier, for issuer lookups. Collisions only cost a wasted
 /// signature check: a link is accepted on the signature, never on the name alone.
 pub(crate) fn name_id(der: &[u8]) -> u64 {
     let hash = sha256(der);

@@ -136,8 +136,8 @@ pub struct Source {
     pub keys: Vec<PrivateKey>,
     pub encrypted_keys: usize,
     pub crls: Vec<Crl>,
-    pub expect: Expectations,
-    pub endpoint: Option<EndpointInfo>,
+    pub expect: Arc<Expectations>,
+    pub endpoint: Option<Box<EndpointInfo>>,
     /// Certificates here are trust anchors (system trust store, `--ca-file`).
     pub anchor: bool,
     /// Listed in outputs. Anchors loaded only to judge endpoints are not.
@@ -196,6 +196,8 @@ pub struct Inventory {
     links: HashMap<CertId, Link>,
     pub pairings: Vec<KeyPairing>,
     anchors: Vec<bool>,
+    /// One shared string per distinct name: a hundred thousand leaves share a few issuers.
+    names: HashMap<u64, Arc<str>>,
 }
 
 /// The decoded content of one source, with in-source signature links already checked.
@@ -284,8 +286,8 @@ fn link_status(verdict: SignatureVerdict) -> LinkStatus {
 
 pub struct NewSource {
     pub location: Location,
-    pub expect: Expectations,
-    pub endpoint: Option<EndpointInfo>,
+    pub expect: Arc<Expectations>,
+    pub endpoint: Option<Box<EndpointInfo>>,
     pub anchor: bool,
     pub reported: bool,
     /// Keep the DER for the issuer pass because the source cannot be read again.
@@ -296,7 +298,7 @@ impl NewSource {
     pub fn new(location: Location) -> Self {
         Self {
             location,
-            expect: Expectations::default(),
+            expect: Arc::default(),
             endpoint: None,
             anchor: false,
             reported: true,
@@ -356,10 +358,12 @@ impl Inventory {
         });
     }
 
-    fn intern(&mut self, cert: Certificate) -> CertId {
+    fn intern(&mut self, mut cert: Certificate) -> CertId {
         if let Some(id) = self.by_fingerprint.get(&cert.fingerprint) {
             return *id;
         }
+        cert.subject = self.names.entry(cert.subject_id).or_insert(cert.subject).clone();
+        cert.issuer = self.names.entry(cert.issuer_id).or_insert(cert.issuer).clone();
         let id = CertId(self.certs.len() as u32);
         self.by_fingerprint.insert(cert.fingerprint, id);
         if cert.issuer_spki.is_some() {

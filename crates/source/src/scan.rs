@@ -41,7 +41,7 @@ pub struct ScanOptions {
     /// Extra trust anchors (`--ca-file`).
     pub ca_files: Vec<PathBuf>,
     /// Expectations applied to every certificate source (`--host`, `--role`).
-    pub expect: Expectations,
+    pub expect: Arc<Expectations>,
     pub endpoint_concurrency: usize,
     /// Keep every certificate's DER after the scan (for `inspect`).
     pub keep_der: bool,
@@ -60,7 +60,7 @@ impl Default for ScanOptions {
             pkcs12_password: None,
             system_trust: true,
             ca_files: Vec::new(),
-            expect: Expectations::default(),
+            expect: Arc::default(),
             endpoint_concurrency: 32,
             keep_der: false,
             link_cache: None,
@@ -280,13 +280,29 @@ impl Scanner<'_> {
         };
         let max = self.options.walk.max_file_size;
         let keep = self.options.keep_der;
-        let cache = &self.cache;
-        let outcomes: Vec<FileOutcome> = files
-            .par_iter()
-            .map(|(path, _, _)| read_file(path, max, &options, keep, cache))
-            .collect();
         let mut referenced = Vec::new();
-        for ((path, _explicit, paired_key), outcome) in files.into_iter().zip(outcomes) {
+        // In chunks, so only a chunk's decoded content is alive before it joins the inventory
+        // (where repeated certificates collapse into one).
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            let chunk: Vec<_> = files.by_ref().take(READ_CHUNK).collect();
+            let cache = &self.cache;
+            let outcomes: Vec<FileOutcome> = chunk
+                .par_iter()
+                .map(|(path, _, _)| read_file(path, max, &options, keep, cache))
+                .collect();
+            self.add_outcomes(chunk, outcomes, &mut referenced);
+        }
+        self.read_referenced(referenced);
+    }
+
+    fn add_outcomes(
+        &mut self,
+        chunk: Vec<(PathBuf, bool, Option<PathBuf>)>,
+        outcomes: Vec<FileOutcome>,
+        referenced: &mut Vec<(PathBuf, Option<PathBuf>)>,
+    ) {
+        for ((path, _explicit, paired_key), outcome) in chunk.into_iter().zip(outcomes) {
             let location = Location::new(SourceKind::File, path.to_string_lossy());
             match outcome {
                 FileOutcome::Unreadable(reason) => {
@@ -323,7 +339,10 @@ impl Scanner<'_> {
                 }
             }
         }
-        // Files a kubeconfig names: read them too, pairing certificate and key explicitly.
+    }
+
+    /// Files a kubeconfig names: read them too, pairing certificate and key explicitly.
+    fn read_referenced(&mut self, referenced: Vec<(PathBuf, Option<PathBuf>)>) {
         let mut more = Vec::new();
         for (cert, key) in referenced {
             if let Ok(meta) = std::fs::metadata(&cert) {
@@ -472,7 +491,7 @@ impl Scanner<'_> {
         if outcome.chain.is_empty() {
             return;
         }
-        let mut expect = self.options.expect.clone();
+        let mut expect = (*self.options.expect).clone();
         let name = outcome
             .info
             .sni
@@ -488,8 +507,8 @@ impl Scanner<'_> {
             errors: Vec::new(),
         };
         let mut new = NewSource::new(location);
-        new.expect = expect;
-        new.endpoint = Some(outcome.info);
+        new.expect = Arc::new(expect);
+        new.endpoint = Some(Box::new(outcome.info));
         new.retain_der = Some(outcome.chain);
         self.inventory
             .add_source(new, SourceContent::from_decoded(decoded));
@@ -620,6 +639,9 @@ fn kube_outcome(bytes: &[u8], origin: &str, options: &DecodeOptions<'_>) -> Opti
         .collect();
     Some(FileOutcome::Kube(entries, extracted))
 }
+
+/// Files decoded in parallel before their results join the inventory.
+const READ_CHUNK: usize = 4096;
 
 /// A timeout for endpoints when the caller gives none.
 pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
