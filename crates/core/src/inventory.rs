@@ -3,7 +3,7 @@
 //! Certificates are stored once by fingerprint (a trust store lists the same roots several
 //! times; a fleet of fullchains repeats the same intermediates); sources refer to them by id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -433,19 +433,39 @@ impl Inventory {
             .filter(move |c| *c != id && cert.may_be_issued_by(self.cert(*c)))
     }
 
-    /// Sources holding a certificate whose issuer was not in the same source but exists
-    /// elsewhere: those need their DER again for the cross-source signature pass.
-    pub fn sources_needing_issuer_pass(&self) -> Vec<SourceId> {
-        self.sources()
-            .filter(|(_, s)| {
-                s.certs.iter().any(|c| {
-                    !self.links.contains_key(c)
-                        && !self.cert(*c).is_self_issued()
-                        && self.issuer_candidates(*c).next().is_some()
-                })
+    /// Certificates whose issuer was not in their own source but exists elsewhere, grouped by
+    /// one source to read each of them from again: every such certificate is checked once per
+    /// scan, however many files repeat it (an intermediate sits in every fullchain).
+    pub fn issuer_pass_plan(&self) -> Vec<(SourceId, Vec<CertId>)> {
+        let mut pending: HashSet<CertId> = self
+            .certs()
+            .filter(|(id, cert)| {
+                !self.links.contains_key(id)
+                    && !cert.is_self_issued()
+                    && self.issuer_candidates(*id).next().is_some()
             })
             .map(|(id, _)| id)
-            .collect()
+            .collect();
+        let mut plan = Vec::new();
+        // Sources kept in memory first: they cost no read.
+        let order = self
+            .sources()
+            .filter(|(_, s)| s.retained_der.is_some())
+            .chain(self.sources().filter(|(_, s)| {
+                s.retained_der.is_none()
+                    && matches!(s.location.kind, SourceKind::File | SourceKind::TrustStore)
+            }));
+        for (id, source) in order {
+            if pending.is_empty() {
+                break;
+            }
+            let mine: Vec<CertId> =
+                source.certs.iter().copied().filter(|c| pending.remove(c)).collect();
+            if !mine.is_empty() {
+                plan.push((id, mine));
+            }
+        }
+        plan
     }
 
     pub fn retained_der(&self, id: SourceId) -> Option<&[Vec<u8>]> {
@@ -480,18 +500,22 @@ impl Inventory {
         found.len()
     }
 
-    /// The cross-source pass for one source: checks its unlinked certificates (given again as
-    /// DER) against issuers found anywhere in the inventory. Read-only, so sources can be
-    /// checked in parallel; the caller records the links with [`Self::record_link`] and
-    /// remembers the verified ones.
-    pub fn cross_source_links(&self, ders: &[Vec<u8>]) -> Vec<(CertId, CertId, LinkStatus)> {
+    /// The cross-source pass for one source: checks the certificates `only` (found again in
+    /// `ders`) against issuers anywhere in the inventory. Read-only, so sources can be checked
+    /// in parallel; the caller records the links with [`Self::record_link`] and remembers the
+    /// verified ones.
+    pub fn cross_source_links(
+        &self,
+        ders: &[Vec<u8>],
+        only: &[CertId],
+    ) -> Vec<(CertId, CertId, LinkStatus)> {
         let mut out = Vec::new();
         for der in ders {
-            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
             let Some(child) = self.find(&crate::cert::sha256(der)) else { continue };
-            if self.links.contains_key(&child) || self.cert(child).is_self_issued() {
+            if !only.contains(&child) {
                 continue;
             }
+            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
             for issuer in self.issuer_candidates(child) {
                 let Some(key) = &self.cert(issuer).issuer_spki else { continue };
                 let status = link_status(verify_signature(&parsed, &key.der));

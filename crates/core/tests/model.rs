@@ -23,7 +23,8 @@ fn link_all(inventory: &mut Inventory, pems: &[&str]) {
         .iter()
         .flat_map(|p| decode(p.as_bytes(), &DecodeOptions::default()).certs)
         .collect();
-    for (child, issuer, status) in inventory.cross_source_links(&ders) {
+    let pending: Vec<_> = inventory.issuer_pass_plan().into_iter().flat_map(|(_, c)| c).collect();
+    for (child, issuer, status) in inventory.cross_source_links(&ders, &pending) {
         inventory.record_link(child, issuer, status);
     }
 }
@@ -96,8 +97,9 @@ fn tampered_signature_is_caught() {
         "/inter.pem",
         pki.intermediate.cert.pem.as_bytes(),
     );
-    assert_eq!(inventory.sources_needing_issuer_pass().len(), 1);
-    let links = inventory.cross_source_links(&[der]);
+    let plan = inventory.issuer_pass_plan();
+    assert_eq!(plan.len(), 1);
+    let links = inventory.cross_source_links(&[der], &plan[0].1);
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].2, LinkStatus::BadSignature);
     for (child, issuer, status) in links {

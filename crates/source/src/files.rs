@@ -1,7 +1,6 @@
 //! Files and directories: which files to read, how to read them safely, which key belongs to
 //! which certificate.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -9,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
-use walkdir::{DirEntryExt, WalkDir};
+use std::os::unix::fs::DirEntryExt;
+use std::sync::{Arc, Mutex};
 
 /// Largest file read by default. Certificate files are kilobytes; a bundle of every public
 /// root is under 300 KiB. Anything near this is a log, a database or a hostile file.
@@ -42,72 +42,124 @@ pub struct WalkProblem {
 /// Symlinks are followed (certbot `live/`, Kubernetes `..data`) with loop detection; the
 /// Kubernetes `..<timestamp>` directories are skipped so each file is reported under its
 /// stable name; a file reached by several names is returned once, preferring a symlink name.
+/// Directories are read in parallel; only directories and symlinks cost a `stat`.
 pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProblem>) {
-    let mut problems = Vec::new();
-    // (dev, ino) -> (path, reached through a symlink)
-    let mut seen: HashMap<(u64, u64), (PathBuf, bool)> = HashMap::new();
-    // Device of the directory at each depth: with it, a plain file's identity comes from the
-    // directory listing alone, and only symlinks and directories cost a stat.
-    let mut dev_by_depth: Vec<u64> = Vec::new();
-    let walker = WalkDir::new(root)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !is_kubernetes_internal(e.file_name()));
-    for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                let path = e
-                    .path()
-                    .map_or_else(|| root.to_path_buf(), Path::to_path_buf);
-                let reason = if let Some(ancestor) = e.loop_ancestor() {
-                    format!("symlink loop back to {}", ancestor.display())
-                } else if let Some(io) = e.io_error() {
-                    describe_io_error(io)
-                } else {
-                    e.to_string()
-                };
-                problems.push(WalkProblem { path, reason });
-                continue;
-            }
-        };
-        if entry.file_type().is_dir() {
-            let Ok(meta) = entry.metadata() else { continue };
-            dev_by_depth.truncate(entry.depth());
-            dev_by_depth.push(meta.dev());
-            continue;
+    let sink = Mutex::new(Walked::default());
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {
+            let ancestors = Arc::new(vec![(meta.dev(), meta.ino())]);
+            rayon::scope(|scope| walk_dir(scope, root.to_path_buf(), ancestors, options, &sink));
         }
-        if !entry.file_type().is_file() {
+        Ok(meta) => {
+            let mut walked = sink.lock().unwrap_or_else(|e| e.into_inner());
+            walked.files.push((root.to_path_buf(), (meta.dev(), meta.ino()), false));
+        }
+        Err(e) => {
+            let reason = describe_io_error(&e);
+            let mut walked = sink.lock().unwrap_or_else(|e| e.into_inner());
+            walked.problems.push(WalkProblem { path: root.to_path_buf(), reason });
+        }
+    }
+    let Walked { mut files, mut problems } = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    // One name per file: the symlink name users know, else the first path.
+    files.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then_with(|| a.0.cmp(&b.0)));
+    files.dedup_by(|later, first| later.1 == first.1);
+    let mut found: Vec<FoundFile> =
+        files.into_iter().map(|(path, inode, _)| FoundFile { path, inode }).collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    (found, problems)
+}
+
+#[derive(Default)]
+struct Walked {
+    /// (path, (dev, ino), reached through a symlink)
+    files: Vec<(PathBuf, (u64, u64), bool)>,
+    problems: Vec<WalkProblem>,
+}
+
+/// Reads one directory; subdirectories are walked as separate rayon tasks. `ancestors` holds
+/// the identities of every directory above, so a symlink back up the tree is a loop, not a
+/// recursion.
+fn walk_dir<'s>(
+    scope: &rayon::Scope<'s>,
+    dir: PathBuf,
+    ancestors: Arc<Vec<(u64, u64)>>,
+    options: &'s WalkOptions,
+    sink: &'s Mutex<Walked>,
+) {
+    let dev = ancestors.last().map_or(0, |a| a.0);
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let reason = describe_io_error(&e);
+            sink.lock().unwrap_or_else(|e| e.into_inner()).problems.push(WalkProblem { path: dir, reason });
+            return;
+        }
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        if is_kubernetes_internal(&name) {
             continue;
         }
         let path = entry.path();
-        if !is_candidate(path) || !glob_allows(path, options) {
-            continue;
-        }
-        let via_symlink = entry.path_is_symlink();
-        let parent_dev = entry.depth().checked_sub(1).and_then(|d| dev_by_depth.get(d));
-        let inode = match parent_dev {
-            Some(dev) if !via_symlink => (*dev, entry.ino()),
-            _ => match entry.metadata() {
-                Ok(meta) => (meta.dev(), meta.ino()),
-                Err(_) => continue,
-            },
-        };
-        match seen.get(&inode) {
-            Some((_, true)) => {}
-            Some((_, false)) if !via_symlink => {}
-            _ => {
-                seen.insert(inode, (path.to_path_buf(), via_symlink));
+        let Ok(file_type) = entry.file_type() else { continue };
+        let via_symlink = file_type.is_symlink();
+        let (is_dir, identity) = if via_symlink {
+            match std::fs::metadata(&path) {
+                Ok(meta) => (meta.is_dir(), (meta.dev(), meta.ino())),
+                Err(e) => {
+                    // A dangling link named like a certificate is worth a finding.
+                    if is_candidate(&path) {
+                        problems.push(WalkProblem { path, reason: describe_io_error(&e) });
+                    }
+                    continue;
+                }
             }
+        } else if file_type.is_dir() {
+            match std::fs::metadata(&path) {
+                Ok(meta) => (true, (meta.dev(), meta.ino())),
+                Err(_) => continue,
+            }
+        } else if file_type.is_file() {
+            (false, (dev, entry.ino()))
+        } else {
+            continue;
+        };
+        if is_dir {
+            if let Some(ancestor) = ancestors.iter().position(|a| *a == identity) {
+                let back = ancestor_path(&dir, ancestors.len() - 1 - ancestor);
+                let reason = format!("symlink loop back to {}", back.display());
+                problems.push(WalkProblem { path, reason });
+                continue;
+            }
+            let mut chain = Vec::with_capacity(ancestors.len() + 1);
+            chain.extend_from_slice(&ancestors);
+            chain.push(identity);
+            let chain = Arc::new(chain);
+            scope.spawn(move |scope| walk_dir(scope, path, chain, options, sink));
+        } else if is_candidate(&path) && glob_allows(&path, options) {
+            files.push((path, identity, via_symlink));
         }
     }
-    let mut files: Vec<FoundFile> = seen
-        .into_iter()
-        .map(|(inode, (path, _))| FoundFile { path, inode })
-        .collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    (files, problems)
+    if files.is_empty() && problems.is_empty() {
+        return;
+    }
+    let mut walked = sink.lock().unwrap_or_else(|e| e.into_inner());
+    walked.files.append(&mut files);
+    walked.problems.append(&mut problems);
+}
+
+/// `dir` climbed `levels` times.
+fn ancestor_path(dir: &Path, levels: usize) -> PathBuf {
+    let mut path = dir;
+    for _ in 0..levels {
+        path = path.parent().unwrap_or(path);
+    }
+    path.to_path_buf()
 }
 
 fn glob_allows(path: &Path, options: &WalkOptions) -> bool {

@@ -287,11 +287,14 @@ impl Scanner<'_> {
         while files.peek().is_some() {
             let chunk: Vec<_> = files.by_ref().take(READ_CHUNK).collect();
             let cache = &self.cache;
+            let t0 = std::time::Instant::now();
             let outcomes: Vec<FileOutcome> = chunk
                 .par_iter()
                 .map(|(path, _, _)| read_file(path, max, &options, keep, cache))
                 .collect();
+            let t1 = t0.elapsed();
             self.add_outcomes(chunk, outcomes, &mut referenced);
+            tracing::trace!(parallel = ?t1, total = ?t0.elapsed(), "chunk");
         }
         self.read_referenced(referenced);
     }
@@ -534,25 +537,24 @@ impl Scanner<'_> {
     /// file it was issued by). The DER is read again; only sources that need it are touched.
     fn issuer_pass(&mut self) {
         let cached = self.inventory.link_from_cache(&self.cache);
-        let needing = self.inventory.sources_needing_issuer_pass();
-        tracing::debug!(cached, reread = needing.len(), "issuer pass");
+        let plan = self.inventory.issuer_pass_plan();
+        tracing::debug!(cached, reread = plan.len(), "issuer pass");
         let max = self.options.walk.max_file_size;
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
         };
         let inventory = &self.inventory;
-        let links: Vec<Vec<(_, _, LinkStatus)>> = needing
+        let links: Vec<Vec<(_, _, LinkStatus)>> = plan
             .par_iter()
-            .map(|id| {
+            .map(|(id, only)| {
                 if let Some(der) = inventory.retained_der(*id) {
-                    return inventory.cross_source_links(der);
+                    return inventory.cross_source_links(der, only);
                 }
                 let source = inventory.source(*id);
-                if !matches!(source.kind(), SourceKind::File | SourceKind::TrustStore) {
-                    return Vec::new();
-                }
                 match files::read_limited(Path::new(&*source.location.name), max) {
-                    Ok(bytes) => inventory.cross_source_links(&decode(&bytes, &options).certs),
+                    Ok(bytes) => {
+                        inventory.cross_source_links(&decode(&bytes, &options).certs, only)
+                    }
                     Err(_) => Vec::new(),
                 }
             })

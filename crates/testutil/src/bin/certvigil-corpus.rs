@@ -8,10 +8,13 @@
 //!
 //! ```text
 //! <out>/ca/                          roots and intermediates, one PEM each
-//! <out>/letsencrypt/live/<name>/     ~50% of leaves: cert.pem chain.pem fullchain.pem privkey.pem
-//! <out>/certs/<shard>/<name>.crt     ~30%: leaf only, <name>.key next to it, 450 leaves a shard
-//! <out>/bundles/bundle-<i>.pem       ~15%: 10-50 leaves, then the intermediates they need
+//! <out>/letsencrypt/live/<name>/     ~16% of leaves: fullchain.pem (leaf + intermediate), privkey.pem
+//! <out>/certs/<shard>/<name>.crt     ~48%: leaf only; one in eight has <name>.key next to it
+//! <out>/bundles/bundle-<i>.pem       ~31%: 10-50 leaves, then the intermediates they need
 //! <out>/der/<shard>/<name>.der       ~5%: leaf only, DER, 1000 a shard
+//!
+//! The mix is chosen so that 100 000 leaves make about 90 000 files and 118 000 certificate
+//! blocks: the shape of the reference corpus the performance targets were set on.
 //! <out>/MANIFEST.json                counts, expected findings, the malformed files
 //! ```
 //!
@@ -345,10 +348,20 @@ fn positive(mut serial: [u8; 16]) -> [u8; 16] {
     serial
 }
 
+/// certbot directories always hold the key; one single certificate in eight has its key
+/// next to it.
+fn has_key_file(layout: Layout, position: usize) -> bool {
+    match layout {
+        Layout::Live => true,
+        Layout::Single => position % 8 == 0,
+        Layout::Bundle | Layout::Der => false,
+    }
+}
+
 fn layout_counts(leaves: usize) -> [(Layout, usize); 4] {
-    let live = leaves * 50 / 100;
-    let single = leaves * 30 / 100;
-    let bundle = leaves * 15 / 100;
+    let live = leaves * 16 / 100;
+    let single = leaves * 48 / 100;
+    let bundle = leaves * 31 / 100;
     [
         (Layout::Live, live),
         (Layout::Single, single),
@@ -384,9 +397,9 @@ fn plan_leaves(args: &Args, now: i64, pool: &KeyPool, rng: &mut Rng) -> Vec<Leaf
                 kind,
                 index: rng.below(pool.len(kind) as u64) as usize,
             };
-            let has_key_file = matches!(layout, Layout::Live | Layout::Single);
-            // 1 in 160 of the 80% of leaves with a key file: 0.5% of all leaves.
-            let wrong_key = (has_key_file && rng.per_million(6250)).then(|| KeyRef {
+            let has_key_file = has_key_file(layout, position);
+            // 1 in 44 of the 22% of leaves with a key file: 0.5% of all leaves.
+            let wrong_key = (has_key_file && rng.per_million(22_727)).then(|| KeyRef {
                 kind: KeyKind::P256,
                 index: (key.index + 1 + rng.below(pool.p256.len() as u64 - 1) as usize)
                     % pool.p256.len(),
@@ -599,8 +612,6 @@ fn write_unit(
                     let dir = out.join("letsencrypt/live").join(&plan.name);
                     fs::create_dir_all(&dir)?;
                     let leaf = pem(&der);
-                    w.file(&dir.join("cert.pem"), leaf.as_bytes(), 1)?;
-                    w.file(&dir.join("chain.pem"), issuer.pem.as_bytes(), 1)?;
                     let full = format!("{leaf}{}", issuer.pem);
                     w.file(&dir.join("fullchain.pem"), full.as_bytes(), 2)?;
                     w.file(&dir.join("privkey.pem"), key_pem.as_bytes(), 0)?;
@@ -611,7 +622,9 @@ fn write_unit(
                         .join(format!("{:03}", plan.position / CERTS_SHARD));
                     let path = dir.join(format!("{}.crt", plan.name));
                     w.file(&path, pem(&der).as_bytes(), 1)?;
-                    w.file(&path.with_extension("key"), key_pem.as_bytes(), 0)?;
+                    if has_key_file(plan.layout, plan.position) {
+                        w.file(&path.with_extension("key"), key_pem.as_bytes(), 0)?;
+                    }
                 }
                 Layout::Der => {
                     let dir = out
