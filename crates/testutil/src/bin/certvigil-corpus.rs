@@ -353,7 +353,7 @@ fn positive(mut serial: [u8; 16]) -> [u8; 16] {
 fn has_key_file(layout: Layout, position: usize) -> bool {
     match layout {
         Layout::Live => true,
-        Layout::Single => position % 8 == 0,
+        Layout::Single => position.is_multiple_of(8),
         Layout::Bundle | Layout::Der => false,
     }
 }
