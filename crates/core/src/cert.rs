@@ -256,7 +256,6 @@ pub struct Certificate {
     /// Hashes of the DER-encoded names, for issuer lookups without string compares.
     pub subject_id: u64,
     pub issuer_id: u64,
-    pub common_name: Option<Box<str>>,
     pub not_before: i64,
     pub not_after: i64,
     pub sans: Box<[SubjectAltName]>,
@@ -299,7 +298,7 @@ impl Certificate {
         let (key_algorithm, key_bits) = key_algorithm(spki);
         let pss_hash = pss_hash(cert);
         let signature_algorithm =
-            oid::signature_from_oid(&cert.signature_algorithm.algorithm.to_id_string(), pss_hash);
+            oid::signature_from_oid(&oid::dotted(&cert.signature_algorithm.algorithm), pss_hash);
 
         let mut summary = Self {
             fingerprint,
@@ -309,11 +308,6 @@ impl Certificate {
             issuer: rfc4514(issuer).into(),
             subject_id: name_id(subject.as_raw()),
             issuer_id: name_id(issuer.as_raw()),
-            common_name: subject
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(Into::into),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             sans: Box::default(),
@@ -426,16 +420,42 @@ impl Certificate {
             }
     }
 
+    /// The subject's common name (the most specific one), as written in [`Self::subject`].
+    pub fn common_name(&self) -> Option<&str> {
+        rdn_value(&self.subject, "CN=")
+    }
+
     /// A short human label: the CN, else the first SAN, else the subject.
     pub fn label(&self) -> String {
-        if let Some(cn) = &self.common_name {
-            return cn.to_string();
+        if let Some(cn) = self.common_name() {
+            return cn.to_owned();
         }
         if let Some(san) = self.sans.first() {
             return san.to_string();
         }
         self.subject.to_string()
     }
+}
+
+/// The value of the first attribute `prefix` (e.g. `CN=`) in an RFC 4514 string, escapes kept.
+pub fn rdn_value<'a>(dn: &'a str, prefix: &str) -> Option<&'a str> {
+    let bytes = dn.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i <= bytes.len() {
+        let at_end = i == bytes.len();
+        if at_end || bytes[i] == b',' || bytes[i] == b'+' {
+            let part = &dn[start..i];
+            if let Some(value) = part.strip_prefix(prefix) {
+                return Some(value);
+            }
+            start = i + 1;
+        } else if bytes[i] == b'\\' {
+            i += 1;
+        }
+        i += 1;
+    }
+    None
 }
 
 fn subject_alt_name(name: &GeneralName<'_>) -> SubjectAltName {
@@ -466,7 +486,7 @@ fn subject_alt_name(name: &GeneralName<'_>) -> SubjectAltName {
 }
 
 fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> (KeyAlgorithm, u32) {
-    let alg_oid = spki.algorithm.algorithm.to_id_string();
+    let alg_oid = oid::dotted(&spki.algorithm.algorithm);
     if alg_oid == oid::EC_PUBLIC_KEY {
         let curve = spki
             .algorithm
@@ -474,7 +494,7 @@ fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> (KeyAlgorithm, u32) {
             .as_ref()
             .and_then(|p| p.as_oid().ok())
             .map_or(Curve::Other("implicit".into()), |o| {
-                oid::curve_from_oid(&o.to_id_string())
+                oid::curve_from_oid(&oid::dotted(&o))
             });
         let bits = curve.bits();
         return (KeyAlgorithm::Ec(curve), bits);
@@ -514,6 +534,9 @@ fn dsa_bits(spki: &SubjectPublicKeyInfo<'_>) -> u32 {
 
 pub(crate) fn pss_hash(cert: &X509Certificate<'_>) -> Option<HashAlgorithm> {
     use x509_parser::signature_algorithm::SignatureAlgorithm as Parsed;
+    if oid::dotted(&cert.signature_algorithm.algorithm) != oid::RSASSA_PSS {
+        return None;
+    }
     match Parsed::try_from(&cert.signature_algorithm) {
         Ok(Parsed::RSASSA_PSS(params)) => {
             oid::hash_from_oid(&params.hash_algorithm_oid().to_id_string())
@@ -570,10 +593,11 @@ pub(crate) fn name_id(der: &[u8]) -> u64 {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     out
 }
@@ -591,7 +615,7 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
             if j > 0 {
                 out.push('+');
             }
-            let oid = atv.attr_type().to_id_string();
+            let oid = oid::dotted(atv.attr_type());
             match oid::attribute_short_name(&oid) {
                 Some(short) => out.push_str(short),
                 None => out.push_str(&oid),
@@ -645,6 +669,14 @@ mod tests {
         assert_eq!(significant_bits(&[0x00, 0x80, 0x00]), 16);
         assert_eq!(significant_bits(&[0x01]), 1);
         assert_eq!(significant_bits(&[]), 0);
+    }
+
+    #[test]
+    fn finds_attribute_values_past_escaped_separators() {
+        assert_eq!(rdn_value("CN=a\\,b,O=x", "CN="), Some("a\\,b"));
+        assert_eq!(rdn_value("O=x+CN=y,C=z", "CN="), Some("y"));
+        assert_eq!(rdn_value("O=x", "CN="), None);
+        assert_eq!(rdn_value("", "CN="), None);
     }
 
     #[test]

@@ -151,3 +151,136 @@ pub fn extension_name(oid: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Every OID named in this module, so hot paths can turn an OID's DER bytes into its dotted
+/// form without formatting (a scan meets millions of OIDs, all from this short list).
+const KNOWN: &[&str] = &[
+    "0.9.2342.19200300.100.1.1",
+    "0.9.2342.19200300.100.1.25",
+    "1.2.156.10197.1.301",
+    "1.2.156.10197.1.501",
+    "1.2.840.10040.4.1",
+    "1.2.840.10040.4.3",
+    "1.2.840.10045.2.1",
+    "1.2.840.10045.3.1.1",
+    "1.2.840.10045.3.1.7",
+    "1.2.840.10045.4.1",
+    "1.2.840.10045.4.3.1",
+    "1.2.840.10045.4.3.2",
+    "1.2.840.10045.4.3.3",
+    "1.2.840.10045.4.3.4",
+    "1.2.840.113549.1.1.1",
+    "1.2.840.113549.1.1.10",
+    "1.2.840.113549.1.1.11",
+    "1.2.840.113549.1.1.12",
+    "1.2.840.113549.1.1.13",
+    "1.2.840.113549.1.1.14",
+    "1.2.840.113549.1.1.2",
+    "1.2.840.113549.1.1.4",
+    "1.2.840.113549.1.1.5",
+    "1.2.840.113549.1.7.2",
+    "1.2.840.113549.1.9.1",
+    "1.3.101.112",
+    "1.3.101.113",
+    "1.3.132.0.10",
+    "1.3.132.0.33",
+    "1.3.132.0.34",
+    "1.3.132.0.35",
+    "1.3.14.3.2.26",
+    "1.3.14.3.2.29",
+    "1.3.36.3.3.2.8.1.1.11",
+    "1.3.36.3.3.2.8.1.1.13",
+    "1.3.36.3.3.2.8.1.1.7",
+    "1.3.6.1.4.1.11129.2.4.2",
+    "1.3.6.1.4.1.11129.2.4.3",
+    "1.3.6.1.4.1.311.60.2.1.2",
+    "1.3.6.1.4.1.311.60.2.1.3",
+    "1.3.6.1.5.5.7.1.1",
+    "1.3.6.1.5.5.7.1.24",
+    "1.3.6.1.5.5.7.3.1",
+    "1.3.6.1.5.5.7.3.2",
+    "1.3.6.1.5.5.7.3.3",
+    "1.3.6.1.5.5.7.3.4",
+    "1.3.6.1.5.5.7.3.8",
+    "1.3.6.1.5.5.7.3.9",
+    "1.3.6.1.5.5.7.48.1.5",
+    "2.16.840.1.101.3.4.2.1",
+    "2.16.840.1.101.3.4.2.2",
+    "2.16.840.1.101.3.4.2.3",
+    "2.16.840.1.101.3.4.2.4",
+    "2.16.840.1.101.3.4.3.1",
+    "2.16.840.1.101.3.4.3.2",
+    "2.5.29.14",
+    "2.5.29.15",
+    "2.5.29.17",
+    "2.5.29.18",
+    "2.5.29.19",
+    "2.5.29.30",
+    "2.5.29.31",
+    "2.5.29.32",
+    "2.5.29.35",
+    "2.5.29.36",
+    "2.5.29.37",
+    "2.5.29.37.0",
+    "2.5.29.54",
+    "2.5.4.10",
+    "2.5.4.11",
+    "2.5.4.12",
+    "2.5.4.15",
+    "2.5.4.17",
+    "2.5.4.3",
+    "2.5.4.4",
+    "2.5.4.42",
+    "2.5.4.46",
+    "2.5.4.5",
+    "2.5.4.6",
+    "2.5.4.7",
+    "2.5.4.8",
+    "2.5.4.9",
+    "2.5.4.97",
+];
+
+static KNOWN_BY_DER: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, &'static str>> =
+    std::sync::LazyLock::new(|| {
+        KNOWN.iter().filter_map(|dotted| Some((encode_dotted(dotted)?, *dotted))).collect()
+    });
+
+/// The dotted form of an OID, borrowed when it is one this module knows.
+pub(crate) fn dotted(oid: &x509_parser::der_parser::Oid<'_>) -> std::borrow::Cow<'static, str> {
+    match KNOWN_BY_DER.get(oid.as_bytes()) {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(oid.to_id_string()),
+    }
+}
+
+/// DER content bytes of a dotted OID.
+fn encode_dotted(dotted: &str) -> Option<Vec<u8>> {
+    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().ok()).collect::<Option<_>>()?;
+    let (first, second) = (*arcs.first()?, *arcs.get(1)?);
+    let mut out = Vec::new();
+    for arc in std::iter::once(first * 40 + second).chain(arcs[2..].iter().copied()) {
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            groups.push(0x80 | (rest & 0x7f) as u8);
+            rest >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_oids_round_trip_through_der() {
+        for oid in KNOWN {
+            let der = encode_dotted(oid).unwrap();
+            let parsed = x509_parser::der_parser::Oid::new(der.into());
+            assert_eq!(parsed.to_id_string(), *oid);
+            assert_eq!(dotted(&parsed), *oid);
+        }
+    }
+}

@@ -28,16 +28,16 @@ pub fn verify_signature(child: &X509Certificate<'_>, issuer_spki: &[u8]) -> Sign
         return SignatureVerdict::Unsupported("issuer public key does not parse".into());
     };
     let sig_alg = oid::signature_from_oid(
-        &child.signature_algorithm.algorithm.to_id_string(),
+        &oid::dotted(&child.signature_algorithm.algorithm),
         pss_hash(child),
     );
-    let key_alg_oid = spki.algorithm.algorithm.to_id_string();
+    let key_alg_oid = oid::dotted(&spki.algorithm.algorithm);
     let curve = if key_alg_oid == oid::EC_PUBLIC_KEY {
         spki.algorithm
             .parameters
             .as_ref()
             .and_then(|p| p.as_oid().ok())
-            .map(|o| oid::curve_from_oid(&o.to_id_string()))
+            .map(|o| oid::curve_from_oid(&oid::dotted(&o)))
     } else if key_alg_oid == oid::SM2_CURVE {
         Some(Curve::Sm2)
     } else {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use certvigil_core::cert::{hex, key_usage};
+use certvigil_core::cert::{KeyAlgorithm, SignatureAlgorithm, SubjectAltName, hex, key_usage};
 use certvigil_core::inventory::LinkStatus;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -83,10 +83,10 @@ struct CertEntry<'a> {
     not_after: String,
     seconds_left: i64,
     fingerprint_sha256: String,
-    sans: Vec<String>,
-    key_algorithm: String,
+    sans: DisplaySeq<'a, SubjectAltName>,
+    key_algorithm: DisplayStr<'a, KeyAlgorithm>,
     key_bits: u32,
-    signature_algorithm: String,
+    signature_algorithm: DisplayStr<'a, SignatureAlgorithm>,
     is_ca: bool,
     self_signed: bool,
     trust_anchor: bool,
@@ -107,16 +107,16 @@ impl<'a> CertEntry<'a> {
             index: o.index,
             subject: &cert.subject,
             issuer: &cert.issuer,
-            common_name: cert.common_name.as_deref(),
+            common_name: cert.common_name(),
             serial: cert.serial_hex(),
             not_before: rfc3339(cert.not_before),
             not_after: rfc3339(cert.not_after),
             seconds_left: cert.not_after - report.policy.now,
             fingerprint_sha256: cert.fingerprint_hex(),
-            sans: cert.sans.iter().map(ToString::to_string).collect(),
-            key_algorithm: cert.key_algorithm.to_string(),
+            sans: DisplaySeq(&cert.sans),
+            key_algorithm: DisplayStr(&cert.key_algorithm),
             key_bits: cert.key_bits,
-            signature_algorithm: cert.signature_algorithm.to_string(),
+            signature_algorithm: DisplayStr(&cert.signature_algorithm),
             is_ca: cert.is_ca,
             self_signed: cert.is_self_issued(),
             trust_anchor: report.inventory.is_anchor(o.id),
@@ -130,6 +130,23 @@ impl<'a> CertEntry<'a> {
                 LinkStatus::Unchecked => "unchecked",
             }),
         }
+    }
+}
+
+/// Serializes through `Display` straight into the output, without an intermediate `String`.
+struct DisplayStr<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for DisplayStr<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+struct DisplaySeq<'a, T>(&'a [T]);
+
+impl<T: std::fmt::Display> Serialize for DisplaySeq<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(DisplayStr))
     }
 }
 

@@ -99,8 +99,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 report
                     .inventory
                     .cert(l.issuer)
-                    .common_name
-                    .as_deref()
+                    .common_name()
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| cn_of(&o.cert.issuer));
@@ -109,7 +108,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             "{CERT_INFO}{{{},serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
             identity(&o),
             label(&o.cert.serial_hex()),
-            label(o.cert.common_name.as_deref().unwrap_or("")),
+            label(o.cert.common_name().unwrap_or("")),
             label(&issuer_cn),
             label(&o.cert.key_algorithm.to_string()),
             o.cert.key_bits,

@@ -98,8 +98,10 @@ struct Scanner<'a> {
     inventory: Inventory,
     /// Files already read, by (dev, inode), across all targets.
     seen: HashSet<(u64, u64)>,
-    key_sources: HashMap<PathBuf, SourceId>,
-    cert_sources: Vec<(PathBuf, SourceId, Option<PathBuf>)>,
+    /// Sources holding only private keys, by path, for pairing.
+    key_sources: HashMap<Arc<str>, SourceId>,
+    /// Certificate sources, with the key a kubeconfig named for them.
+    cert_sources: Vec<(SourceId, Option<PathBuf>)>,
     anchors_der: Vec<Vec<u8>>,
 }
 
@@ -321,9 +323,10 @@ impl Scanner<'_> {
                     new.retain_der = der;
                     let id = self.inventory.add_source(new, content);
                     if has_certs {
-                        self.cert_sources.push((path, id, paired_key));
+                        self.cert_sources.push((id, paired_key));
                     } else if has_keys {
-                        self.key_sources.insert(path, id);
+                        let name = self.inventory.source(id).location.name.clone();
+                        self.key_sources.insert(name, id);
                     }
                 }
                 FileOutcome::Kube(entries, extracted) => {
@@ -420,13 +423,17 @@ impl Scanner<'_> {
 
     /// Pairs each certificate file with the key file next to it by naming convention.
     fn pair_keys(&mut self) {
-        for (cert_path, cert_source, explicit_key) in std::mem::take(&mut self.cert_sources) {
+        for (cert_source, explicit_key) in std::mem::take(&mut self.cert_sources) {
+            let cert_path = Path::new(&*self.inventory.source(cert_source).location.name);
             let candidates = match explicit_key {
                 Some(key) => vec![key],
-                None => files::key_candidates(&cert_path),
+                None => files::key_candidates(cert_path),
             };
-            if let Some(key_source) = candidates.iter().find_map(|k| self.key_sources.get(k)) {
-                self.inventory.add_pairing(cert_source, *key_source);
+            let key_source = candidates
+                .iter()
+                .find_map(|k| k.to_str().and_then(|k| self.key_sources.get(k)));
+            if let Some(key_source) = key_source.copied() {
+                self.inventory.add_pairing(cert_source, key_source);
             }
         }
     }
