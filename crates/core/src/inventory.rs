@@ -406,8 +406,11 @@ impl Inventory {
         if let Some(id) = self.by_fingerprint.get(&cert.fingerprint) {
             return *id;
         }
-        cert.subject = self.names.entry(cert.subject_id).or_insert(cert.subject).clone();
+        // Issuer names repeat across leaves; a subject repeats only as the issuer of others.
         cert.issuer = self.names.entry(cert.issuer_id).or_insert(cert.issuer).clone();
+        if cert.issuer_spki.is_some() {
+            cert.subject = self.names.entry(cert.subject_id).or_insert(cert.subject).clone();
+        }
         let id = CertId(self.certs.len() as u32);
         self.by_fingerprint.insert(cert.fingerprint, id);
         if cert.issuer_spki.is_some() {
