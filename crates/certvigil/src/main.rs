@@ -331,7 +331,11 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         ca_files: args.ca_file.clone(),
         expect: Default::default(),
         keep_der,
-        link_cache: if args.no_cache { None } else { link_cache_path() },
+        link_cache: if args.no_cache {
+            None
+        } else {
+            link_cache_path()
+        },
         ..ScanOptions::default()
     };
     for ca in &args.ca_file {

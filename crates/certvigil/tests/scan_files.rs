@@ -775,14 +775,27 @@ fn verified_signatures_are_cached_and_bad_ones_are_never() {
     write(dir.path(), "root.pem", &pki.root.cert.pem);
     write(dir.path(), "inter.pem", &pki.intermediate.cert.pem);
     for i in 0..5 {
-        write(dir.path(), &format!("leaf{i}.pem"), pki.leaf(&Spec::leaf(&format!("c{i}.example"))).pem);
+        write(
+            dir.path(),
+            &format!("leaf{i}.pem"),
+            pki.leaf(&Spec::leaf(&format!("c{i}.example"))).pem,
+        );
     }
     let mut bad = pki.leaf(&Spec::leaf("bad.example")).der;
     let at = bad.len() - 5;
     bad[at] ^= 0x20;
     write(dir.path(), "bad.der", bad);
-    let env = [("CERTVIGIL_CACHE_DIR", cache.path().to_str().unwrap()), ("CERTVIGIL_LOG", "certvigil_source=debug")];
-    let args = ["scan", "-f", "json", "--no-system-trust", dir.path().to_str().unwrap()];
+    let env = [
+        ("CERTVIGIL_CACHE_DIR", cache.path().to_str().unwrap()),
+        ("CERTVIGIL_LOG", "certvigil_source=debug"),
+    ];
+    let args = [
+        "scan",
+        "-f",
+        "json",
+        "--no-system-trust",
+        dir.path().to_str().unwrap(),
+    ];
     let first = certvigil_with(&args, None, &env);
     assert!(first.stderr.contains("cached=0"), "{}", first.stderr);
     assert!(cache.path().join("verified-links").is_file());
@@ -792,9 +805,28 @@ fn verified_signatures_are_cached_and_bad_ones_are_never() {
     for run in [&first, &second] {
         let report = run.json();
         assert!(has_finding(&report, "signature_invalid", "bad.der"));
-        assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{:#?}", findings(&report));
-        assert_eq!(certs_from(&report, "leaf3.pem")[0]["issuer_link"], "verified");
+        assert_eq!(
+            report["findings"].as_array().unwrap().len(),
+            1,
+            "{:#?}",
+            findings(&report)
+        );
+        assert_eq!(
+            certs_from(&report, "leaf3.pem")[0]["issuer_link"],
+            "verified"
+        );
     }
-    let no_cache = certvigil_with(&["scan", "--no-cache", "-f", "json", "--no-system-trust", dir.path().to_str().unwrap()], None, &env);
+    let no_cache = certvigil_with(
+        &[
+            "scan",
+            "--no-cache",
+            "-f",
+            "json",
+            "--no-system-trust",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+        &env,
+    );
     assert!(no_cache.stderr.contains("cached=0"), "{}", no_cache.stderr);
 }

@@ -49,7 +49,9 @@ pub(crate) fn sequence(parts: &[&[u8]]) -> Vec<u8> {
 /// RSAPublicKey DER from a PKCS#1 RSAPrivateKey, without the cost of loading the private key:
 /// pairing only needs the public half, which the private key carries verbatim.
 pub(crate) fn rsa_public_from_private(pkcs1: &[u8]) -> Option<Vec<u8>> {
-    let (0x30, body, _) = tlv(pkcs1)? else { return None };
+    let (0x30, body, _) = tlv(pkcs1)? else {
+        return None;
+    };
     let (version, rest) = tlv_whole(body)?;
     if version.first() != Some(&0x02) {
         return None;
@@ -58,7 +60,10 @@ pub(crate) fn rsa_public_from_private(pkcs1: &[u8]) -> Option<Vec<u8>> {
     let (exponent, rest) = tlv_whole(rest)?;
     // privateExponent must follow: this is a private key, not a public one.
     let (private_exponent, _) = tlv_whole(rest)?;
-    if [modulus, exponent, private_exponent].iter().any(|t| t.first() != Some(&0x02)) {
+    if [modulus, exponent, private_exponent]
+        .iter()
+        .any(|t| t.first() != Some(&0x02))
+    {
         return None;
     }
     Some(sequence(&[modulus, exponent]))
@@ -72,12 +77,18 @@ mod tests {
     fn tlv_rejects_lengths_past_the_end() {
         assert!(tlv(&[0x30, 0x05, 0x00]).is_none());
         assert!(tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert_eq!(tlv(&[0x02, 0x01, 0x03, 0xff]), Some((0x02, &[3u8][..], &[0xffu8][..])));
+        assert_eq!(
+            tlv(&[0x02, 0x01, 0x03, 0xff]),
+            Some((0x02, &[3u8][..], &[0xffu8][..]))
+        );
     }
 
     #[test]
     fn sequences_use_long_lengths_when_needed() {
-        assert_eq!(sequence(&[&[0x02, 0x01, 0x05]]), vec![0x30, 0x03, 0x02, 0x01, 0x05]);
+        assert_eq!(
+            sequence(&[&[0x02, 0x01, 0x05]]),
+            vec![0x30, 0x03, 0x02, 0x01, 0x05]
+        );
         let big = vec![0u8; 300];
         let seq = sequence(&[&big]);
         assert_eq!(&seq[..4], &[0x30, 0x82, 0x01, 0x2c]);

@@ -326,7 +326,10 @@ impl Certificate {
         };
         summary.read_extensions(cert);
         if summary.is_ca || summary.is_self_issued() {
-            summary.issuer_spki = Some(Box::new(IssuerKey { der: spki.raw.into(), id: sha256(spki.raw) }));
+            summary.issuer_spki = Some(Box::new(IssuerKey {
+                der: spki.raw.into(),
+                id: sha256(spki.raw),
+            }));
         }
         summary
     }

@@ -450,7 +450,14 @@ fn check_chain(
             return;
         }
         let Some(link) = inventory.link(current) else {
-            report_missing_issuer(source, start, inventory.cert(start), cert, current, findings);
+            report_missing_issuer(
+                source,
+                start,
+                inventory.cert(start),
+                cert,
+                current,
+                findings,
+            );
             return;
         };
         let issuer = inventory.cert(link.issuer);

@@ -212,7 +212,10 @@ const ARENA_CHUNK: usize = 4096;
 
 impl<T> Default for Arena<T> {
     fn default() -> Self {
-        Self { chunks: Vec::new(), len: 0 }
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -407,9 +410,17 @@ impl Inventory {
             return *id;
         }
         // Issuer names repeat across leaves; a subject repeats only as the issuer of others.
-        cert.issuer = self.names.entry(cert.issuer_id).or_insert(cert.issuer).clone();
+        cert.issuer = self
+            .names
+            .entry(cert.issuer_id)
+            .or_insert(cert.issuer)
+            .clone();
         if cert.issuer_spki.is_some() {
-            cert.subject = self.names.entry(cert.subject_id).or_insert(cert.subject).clone();
+            cert.subject = self
+                .names
+                .entry(cert.subject_id)
+                .or_insert(cert.subject)
+                .clone();
         }
         let id = CertId(self.certs.len() as u32);
         self.by_fingerprint.insert(cert.fingerprint, id);
@@ -506,8 +517,12 @@ impl Inventory {
             if pending.is_empty() {
                 break;
             }
-            let mine: Vec<CertId> =
-                source.certs.iter().copied().filter(|c| pending.remove(c)).collect();
+            let mine: Vec<CertId> = source
+                .certs
+                .iter()
+                .copied()
+                .filter(|c| pending.remove(c))
+                .collect();
             if !mine.is_empty() {
                 plan.push((id, mine));
             }
@@ -558,13 +573,19 @@ impl Inventory {
     ) -> Vec<(CertId, CertId, LinkStatus)> {
         let mut out = Vec::new();
         for der in ders {
-            let Some(child) = self.find(&crate::cert::sha256(der)) else { continue };
+            let Some(child) = self.find(&crate::cert::sha256(der)) else {
+                continue;
+            };
             if !only.contains(&child) {
                 continue;
             }
-            let Ok((_, parsed)) = X509Certificate::from_der(der) else { continue };
+            let Ok((_, parsed)) = X509Certificate::from_der(der) else {
+                continue;
+            };
             for issuer in self.issuer_candidates(child) {
-                let Some(key) = &self.cert(issuer).issuer_spki else { continue };
+                let Some(key) = &self.cert(issuer).issuer_spki else {
+                    continue;
+                };
                 let status = link_status(verify_signature(&parsed, &key.der));
                 out.push((child, issuer, status));
                 if status != LinkStatus::BadSignature {

@@ -44,7 +44,10 @@ impl PrivateKey {
 fn rsa_from_pkcs1(der: &[u8], algorithm: KeyAlgorithm) -> Result<PrivateKey, ParseError> {
     let public = crate::asn1::rsa_public_from_private(der)
         .ok_or_else(|| ParseError::PrivateKey("not a PKCS#1 RSAPrivateKey".into()))?;
-    Ok(PrivateKey { algorithm, key_id: sha256(&public) })
+    Ok(PrivateKey {
+        algorithm,
+        key_id: sha256(&public),
+    })
 }
 
 fn reject(e: impl std::fmt::Display) -> ParseError {
@@ -56,8 +59,11 @@ fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, ParseError> {
     let alg = info.algorithm.oid.to_string();
     match alg.as_str() {
         oid::RSA_ENCRYPTION | oid::RSASSA_PSS => {
-            let algorithm =
-                if alg == oid::RSASSA_PSS { KeyAlgorithm::RsaPss } else { KeyAlgorithm::Rsa };
+            let algorithm = if alg == oid::RSASSA_PSS {
+                KeyAlgorithm::RsaPss
+            } else {
+                KeyAlgorithm::Rsa
+            };
             rsa_from_pkcs1(info.private_key.as_bytes(), algorithm)
         }
         oid::ED25519 => {

@@ -54,7 +54,9 @@ impl LinkCache {
 
     /// Reads a cache file's bytes; anything malformed yields an empty cache, never an error.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else { return Self::new() };
+        let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
+            return Self::new();
+        };
         if body.len() % ENTRY != 0 {
             return Self::new();
         }

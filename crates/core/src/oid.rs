@@ -242,7 +242,10 @@ const KNOWN: &[&str] = &[
 
 static KNOWN_BY_DER: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, &'static str>> =
     std::sync::LazyLock::new(|| {
-        KNOWN.iter().filter_map(|dotted| Some((encode_dotted(dotted)?, *dotted))).collect()
+        KNOWN
+            .iter()
+            .filter_map(|dotted| Some((encode_dotted(dotted)?, *dotted)))
+            .collect()
     });
 
 /// The dotted form of an OID, borrowed when it is one this module knows.
@@ -255,7 +258,10 @@ pub(crate) fn dotted(oid: &x509_parser::der_parser::Oid<'_>) -> std::borrow::Cow
 
 /// DER content bytes of a dotted OID.
 fn encode_dotted(dotted: &str) -> Option<Vec<u8>> {
-    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().ok()).collect::<Option<_>>()?;
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(|a| a.parse().ok())
+        .collect::<Option<_>>()?;
     let (first, second) = (*arcs.first()?, *arcs.get(1)?);
     let mut out = Vec::new();
     for arc in std::iter::once(first * 40 + second).chain(arcs[2..].iter().copied()) {

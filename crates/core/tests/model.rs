@@ -23,7 +23,11 @@ fn link_all(inventory: &mut Inventory, pems: &[&str]) {
         .iter()
         .flat_map(|p| decode(p.as_bytes(), &DecodeOptions::default()).certs)
         .collect();
-    let pending: Vec<_> = inventory.issuer_pass_plan().into_iter().flat_map(|(_, c)| c).collect();
+    let pending: Vec<_> = inventory
+        .issuer_pass_plan()
+        .into_iter()
+        .flat_map(|(_, c)| c)
+        .collect();
     for (child, issuer, status) in inventory.cross_source_links(&ders, &pending) {
         inventory.record_link(child, issuer, status);
     }

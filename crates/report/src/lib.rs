@@ -131,7 +131,10 @@ mod tests {
         use time::format_description::well_known::Rfc3339;
         let mut t: i64 = -631_152_000;
         while t < 253_402_300_799 {
-            let expected = time::OffsetDateTime::from_unix_timestamp(t).unwrap().format(&Rfc3339).unwrap();
+            let expected = time::OffsetDateTime::from_unix_timestamp(t)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
             assert_eq!(rfc3339(t), expected, "{t}");
             t += 86_399 * 37 + 4_321;
         }

@@ -52,20 +52,34 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProb
         }
         Ok(meta) => {
             let mut walked = sink.lock().unwrap_or_else(|e| e.into_inner());
-            walked.files.push((root.to_path_buf(), (meta.dev(), meta.ino()), false));
+            walked
+                .files
+                .push((root.to_path_buf(), (meta.dev(), meta.ino()), false));
         }
         Err(e) => {
             let reason = describe_io_error(&e);
             let mut walked = sink.lock().unwrap_or_else(|e| e.into_inner());
-            walked.problems.push(WalkProblem { path: root.to_path_buf(), reason });
+            walked.problems.push(WalkProblem {
+                path: root.to_path_buf(),
+                reason,
+            });
         }
     }
-    let Walked { mut files, mut problems } = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    let Walked {
+        mut files,
+        mut problems,
+    } = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     // One name per file: the symlink name users know, else the first path.
-    files.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then_with(|| a.0.cmp(&b.0)));
+    files.sort_by(|a, b| {
+        a.1.cmp(&b.1)
+            .then(b.2.cmp(&a.2))
+            .then_with(|| a.0.cmp(&b.0))
+    });
     files.dedup_by(|later, first| later.1 == first.1);
-    let mut found: Vec<FoundFile> =
-        files.into_iter().map(|(path, inode, _)| FoundFile { path, inode }).collect();
+    let mut found: Vec<FoundFile> = files
+        .into_iter()
+        .map(|(path, inode, _)| FoundFile { path, inode })
+        .collect();
     found.sort_by(|a, b| a.path.cmp(&b.path));
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     (found, problems)
@@ -95,7 +109,10 @@ fn walk_dir<'s>(
         Ok(entries) => entries,
         Err(e) => {
             let reason = describe_io_error(&e);
-            sink.lock().unwrap_or_else(|e| e.into_inner()).problems.push(WalkProblem { path: dir, reason });
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .problems
+                .push(WalkProblem { path: dir, reason });
             return;
         }
     };
@@ -106,7 +123,9 @@ fn walk_dir<'s>(
             continue;
         }
         let path = entry.path();
-        let Ok(file_type) = entry.file_type() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
         let via_symlink = file_type.is_symlink();
         let (is_dir, identity) = if via_symlink {
             match std::fs::metadata(&path) {
@@ -114,7 +133,10 @@ fn walk_dir<'s>(
                 Err(e) => {
                     // A dangling link named like a certificate is worth a finding.
                     if is_candidate(&path) {
-                        problems.push(WalkProblem { path, reason: describe_io_error(&e) });
+                        problems.push(WalkProblem {
+                            path,
+                            reason: describe_io_error(&e),
+                        });
                     }
                     continue;
                 }
@@ -270,7 +292,10 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 /// the same directory, fsynced, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(OsStr::to_str).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certvigil_core::decode::{DecodeOptions, decode};
-use certvigil_core::linkcache::LinkCache;
 use certvigil_core::inventory::{
     Expectations, Inventory, LinkStatus, Location, NewSource, ProblemKind, SourceContent, SourceId,
     SourceKind,
 };
+use certvigil_core::linkcache::LinkCache;
 use rayon::prelude::*;
 
 use crate::endpoint::{EndpointSpec, ProbeOutcome, probe, root_store};
@@ -527,7 +527,9 @@ impl Scanner<'_> {
     /// Adds this scan's verified links to the cache file, atomically. A cache that cannot be
     /// written only costs speed next time, so failures are logged, not reported.
     fn save_cache(&mut self) {
-        let Some(path) = &self.options.link_cache else { return };
+        let Some(path) = &self.options.link_cache else {
+            return;
+        };
         let mut added = 0;
         for key in self.new_links.drain(..) {
             added += usize::from(self.cache.insert(key));

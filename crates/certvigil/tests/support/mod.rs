@@ -51,7 +51,9 @@ pub fn certvigil_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)])
 /// One cache directory per test process, so tests exercise the cache without touching $HOME.
 pub fn cache_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("cache tempdir")).path().to_path_buf()
+    DIR.get_or_init(|| tempfile::tempdir().expect("cache tempdir"))
+        .path()
+        .to_path_buf()
 }
 
 fn finish(out: Output) -> Run {
