@@ -18,6 +18,15 @@ use crate::oid;
 
 pub type Fingerprint = [u8; 32];
 
+/// Identity of a public key (truncated SHA-256 of its bits): pairs certificates with keys.
+pub type KeyId = [u8; 16];
+
+pub(crate) fn key_id(public_key_bits: &[u8]) -> KeyId {
+    let mut id = [0; 16];
+    id.copy_from_slice(&sha256(public_key_bits)[..16]);
+    id
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Curve {
     P192,
@@ -193,7 +202,8 @@ pub struct ExtendedKeyUsage {
     pub any: bool,
     pub server_auth: bool,
     pub client_auth: bool,
-    pub other: Vec<Box<str>>,
+    /// Other purposes by OID; boxed because almost no certificate has any.
+    pub other: Option<Box<[Box<str>]>>,
 }
 
 impl ExtendedKeyUsage {
@@ -208,7 +218,7 @@ impl ExtendedKeyUsage {
         if self.any {
             names.push("anyExtendedKeyUsage".to_owned());
         }
-        for oid in &self.other {
+        for oid in self.other.iter().flatten() {
             names.push(oid::eku_name(oid).map_or_else(|| oid.to_string(), str::to_owned));
         }
         names
@@ -236,6 +246,36 @@ impl fmt::Display for SubjectAltName {
     }
 }
 
+/// A serial number's magnitude. RFC 5280 caps serials at 20 octets, so they are kept inline;
+/// longer, non-conforming ones go to the heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serial {
+    Inline { len: u8, bytes: [u8; 20] },
+    Long(Box<[u8]>),
+}
+
+impl Serial {
+    pub fn new(magnitude: &[u8]) -> Self {
+        if magnitude.len() <= 20 {
+            let mut bytes = [0; 20];
+            bytes[..magnitude.len()].copy_from_slice(magnitude);
+            Self::Inline {
+                len: magnitude.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Long(magnitude.into())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Long(bytes) => bytes,
+        }
+    }
+}
+
 /// The SubjectPublicKeyInfo of a certificate that can issue others, and its SHA-256.
 #[derive(Clone, Debug)]
 pub struct IssuerKey {
@@ -243,12 +283,77 @@ pub struct IssuerKey {
     pub id: Fingerprint,
 }
 
+/// Subject alternative names packed into one string ("DNS:a\nIP:192.0.2.1"): a hundred
+/// thousand certificates with two or three names each would otherwise cost four allocations
+/// apiece.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sans(Box<str>);
+
+/// One name out of [`Sans`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanRef<'a> {
+    Dns(&'a str),
+    Ip(std::net::IpAddr),
+    Email(&'a str),
+    Uri(&'a str),
+    /// Anything else, in its display form.
+    Other(&'a str),
+}
+
+impl Sans {
+    pub fn pack(names: &[SubjectAltName]) -> Self {
+        let mut packed = String::new();
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                packed.push('\n');
+            }
+            // Control characters cannot be part of a name a client would match; they would
+            // only break the packing.
+            let shown = name.to_string();
+            packed.extend(shown.chars().map(|c| if c.is_control() { '?' } else { c }));
+        }
+        Self(packed.into())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = SanRef<'_>> {
+        self.0.split('\n').filter(|s| !s.is_empty()).map(|entry| {
+            if let Some(dns) = entry.strip_prefix("DNS:") {
+                SanRef::Dns(dns)
+            } else if let Some(ip) = entry.strip_prefix("IP:").and_then(|ip| ip.parse().ok()) {
+                SanRef::Ip(ip)
+            } else if let Some(email) = entry.strip_prefix("email:") {
+                SanRef::Email(email)
+            } else if let Some(uri) = entry.strip_prefix("URI:") {
+                SanRef::Uri(uri)
+            } else {
+                SanRef::Other(entry)
+            }
+        })
+    }
+}
+
+impl fmt::Display for SanRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dns(name) => write!(f, "DNS:{name}"),
+            Self::Ip(ip) => write!(f, "IP:{ip}"),
+            Self::Email(email) => write!(f, "email:{email}"),
+            Self::Uri(uri) => write!(f, "URI:{uri}"),
+            Self::Other(other) => f.write_str(other),
+        }
+    }
+}
+
 /// An owned, compact summary of one X.509 certificate.
 #[derive(Clone, Debug)]
 pub struct Certificate {
     pub fingerprint: Fingerprint,
     /// Serial number magnitude, big-endian, without leading zero bytes.
-    pub serial: Box<[u8]>,
+    pub serial: Serial,
     pub serial_negative: bool,
     /// RFC 4514 string, as `openssl x509 -nameopt RFC2253` prints it.
     pub subject: Arc<str>,
@@ -258,11 +363,11 @@ pub struct Certificate {
     pub issuer_id: u64,
     pub not_before: i64,
     pub not_after: i64,
-    pub sans: Box<[SubjectAltName]>,
+    pub sans: Sans,
     pub key_algorithm: KeyAlgorithm,
     pub key_bits: u32,
     /// SHA-256 over the subjectPublicKey bits; equal for a certificate and its private key.
-    pub key_id: Fingerprint,
+    pub key_id: KeyId,
     pub signature_algorithm: SignatureAlgorithm,
     pub is_ca: bool,
     pub path_len: Option<u32>,
@@ -302,7 +407,7 @@ impl Certificate {
 
         let mut summary = Self {
             fingerprint,
-            serial,
+            serial: Serial::new(&serial),
             serial_negative,
             subject: rfc4514(subject).into(),
             issuer: rfc4514(issuer).into(),
@@ -310,10 +415,10 @@ impl Certificate {
             issuer_id: name_id(issuer.as_raw()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
-            sans: Box::default(),
+            sans: Sans::default(),
             key_algorithm,
             key_bits,
-            key_id: sha256(&spki.subject_public_key.data),
+            key_id: key_id(&spki.subject_public_key.data),
             signature_algorithm,
             is_ca: false,
             path_len: None,
@@ -362,7 +467,7 @@ impl Certificate {
                         any: eku.any,
                         server_auth: eku.server_auth,
                         client_auth: eku.client_auth,
-                        other,
+                        other: (!other.is_empty()).then(|| other.into_boxed_slice()),
                     });
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
@@ -377,7 +482,7 @@ impl Certificate {
                 _ => {}
             }
         }
-        self.sans = sans.into();
+        self.sans = Sans::pack(&sans);
     }
 
     /// Subject and issuer are the same name (and key identifiers, when present, agree).
@@ -394,7 +499,7 @@ impl Certificate {
     }
 
     pub fn serial_hex(&self) -> String {
-        let hex = hex(&self.serial);
+        let hex = hex(self.serial.as_bytes());
         let hex = if hex.is_empty() { "00".to_owned() } else { hex };
         if self.serial_negative {
             format!("-{hex}")
@@ -409,7 +514,7 @@ impl Certificate {
 
     pub fn dns_names(&self) -> impl Iterator<Item = &str> {
         self.sans.iter().filter_map(|san| match san {
-            SubjectAltName::Dns(name) => Some(&**name),
+            SanRef::Dns(name) => Some(name),
             _ => None,
         })
     }
@@ -433,7 +538,7 @@ impl Certificate {
         if let Some(cn) = self.common_name() {
             return cn.to_owned();
         }
-        if let Some(san) = self.sans.first() {
+        if let Some(san) = self.sans.iter().next() {
             return san.to_string();
         }
         self.subject.to_string()
@@ -680,6 +785,36 @@ mod tests {
         assert_eq!(rdn_value("O=x+CN=y,C=z", "CN="), Some("y"));
         assert_eq!(rdn_value("O=x", "CN="), None);
         assert_eq!(rdn_value("", "CN="), None);
+    }
+
+    #[test]
+    fn sans_pack_and_unpack() {
+        let names = [
+            SubjectAltName::Dns("a.example".into()),
+            SubjectAltName::Ip("2001:db8::1".parse().unwrap()),
+            SubjectAltName::Ip("192.0.2.1".parse().unwrap()),
+            SubjectAltName::Email("x@example".into()),
+            SubjectAltName::Uri("spiffe://t/x".into()),
+            SubjectAltName::Dns("evil\nDNS:injected".into()),
+            SubjectAltName::Other("IP:<invalid 5 bytes>".into()),
+        ];
+        let sans = Sans::pack(&names);
+        let back: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            back,
+            [
+                "DNS:a.example",
+                "IP:2001:db8::1",
+                "IP:192.0.2.1",
+                "email:x@example",
+                "URI:spiffe://t/x",
+                "DNS:evil?DNS:injected",
+                "IP:<invalid 5 bytes>"
+            ]
+        );
+        assert!(matches!(sans.iter().nth(1), Some(SanRef::Ip(_))));
+        assert!(Sans::pack(&[]).is_empty());
+        assert_eq!(Sans::pack(&[]).iter().count(), 0);
     }
 
     #[test]

@@ -269,7 +269,7 @@ fn check_source(
         check_role(policy, source, leaf, findings);
         check_own_keys(source, leaf, findings);
     }
-    if let Some(endpoint) = &source.endpoint
+    if let Some(endpoint) = source.endpoint()
         && let Some(error) = &endpoint.verify_error
     {
         let explained = findings.out[before..]
@@ -597,7 +597,7 @@ fn check_hosts(policy: &Policy, source: &Source, leaf: &Certificate, findings: &
         if hostname::covers(leaf, host) {
             continue;
         }
-        let names: Vec<String> = leaf.sans.iter().map(ToString::to_string).collect();
+        let names: Vec<String> = leaf.sans.iter().map(|s| s.to_string()).collect();
         let names = if names.is_empty() {
             "no subjectAltName at all (the CN is ignored by modern clients)".to_owned()
         } else {
@@ -773,7 +773,7 @@ fn distinct_dirs(locations: &[&Location]) -> usize {
 }
 
 fn check_crls(policy: &Policy, source: &Source, findings: &mut Findings) {
-    for crl in &source.crls {
+    for crl in source.crls() {
         if let Some(next) = crl.next_update
             && next < policy.now
         {

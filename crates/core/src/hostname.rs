@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::cert::{Certificate, SubjectAltName};
+use crate::cert::{Certificate, SanRef};
 
 pub fn covers(cert: &Certificate, host: &str) -> bool {
     let host = host.trim_end_matches('.');
@@ -13,7 +13,7 @@ pub fn covers(cert: &Certificate, host: &str) -> bool {
         return cert
             .sans
             .iter()
-            .any(|san| matches!(san, SubjectAltName::Ip(s) if *s == ip));
+            .any(|san| matches!(san, SanRef::Ip(s) if s == ip));
     }
     cert.dns_names().any(|pattern| dns_matches(pattern, host))
 }

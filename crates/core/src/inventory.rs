@@ -134,16 +134,41 @@ pub struct Source {
     pub location: Location,
     pub certs: Box<[CertId]>,
     pub keys: Box<[PrivateKey]>,
-    pub encrypted_keys: u32,
-    pub crls: Box<[Crl]>,
     pub expect: Arc<Expectations>,
-    pub endpoint: Option<Box<EndpointInfo>>,
     /// Certificates here are trust anchors (system trust store, `--ca-file`).
     pub anchor: bool,
     /// Listed in outputs. Anchors loaded only to judge endpoints are not.
     pub reported: bool,
+    /// What few sources have, kept out of line: one pointer per file instead of five fields.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Default)]
+struct Rare {
+    encrypted_keys: u32,
+    crls: Box<[Crl]>,
+    endpoint: Option<EndpointInfo>,
     /// DER kept for sources that cannot be read again (endpoints, stdin, kube objects).
     retained_der: Option<Box<[Vec<u8>]>>,
+}
+
+impl Source {
+    pub fn crls(&self) -> &[Crl] {
+        self.rare.as_ref().map_or(&[], |r| &r.crls)
+    }
+
+    pub fn endpoint(&self) -> Option<&EndpointInfo> {
+        self.rare.as_ref()?.endpoint.as_ref()
+    }
+
+    /// Private keys present but encrypted, so not paired.
+    pub fn encrypted_keys(&self) -> u32 {
+        self.rare.as_ref().map_or(0, |r| r.encrypted_keys)
+    }
+
+    fn retained_der(&self) -> Option<&[Vec<u8>]> {
+        self.rare.as_ref()?.retained_der.as_deref()
+    }
 }
 
 /// A source that could not be read or decoded, in whole or in part.
@@ -377,17 +402,24 @@ impl Inventory {
                 self.anchors[cert.0 as usize] = true;
             }
         }
+        let rare = Rare {
+            encrypted_keys: content.encrypted_keys as u32,
+            crls: content.crls.into_boxed_slice(),
+            endpoint: new.endpoint.map(|e| *e),
+            retained_der: new.retain_der.map(Vec::into_boxed_slice),
+        };
+        let has_rare = rare.encrypted_keys > 0
+            || !rare.crls.is_empty()
+            || rare.endpoint.is_some()
+            || rare.retained_der.is_some();
         self.sources.push(Source {
             location: new.location,
             certs: ids.into_boxed_slice(),
             keys: content.keys.into_boxed_slice(),
-            encrypted_keys: content.encrypted_keys as u32,
-            crls: content.crls.into_boxed_slice(),
             expect: new.expect,
-            endpoint: new.endpoint,
             anchor: new.anchor,
             reported: new.reported,
-            retained_der: new.retain_der.map(Vec::into_boxed_slice),
+            rare: has_rare.then(|| Box::new(rare)),
         });
         id
     }
@@ -508,9 +540,9 @@ impl Inventory {
         // Sources kept in memory first: they cost no read.
         let order = self
             .sources()
-            .filter(|(_, s)| s.retained_der.is_some())
+            .filter(|(_, s)| s.retained_der().is_some())
             .chain(self.sources().filter(|(_, s)| {
-                s.retained_der.is_none()
+                s.retained_der().is_none()
                     && matches!(s.location.kind, SourceKind::File | SourceKind::TrustStore)
             }));
         for (id, source) in order {
@@ -531,7 +563,7 @@ impl Inventory {
     }
 
     pub fn retained_der(&self, id: SourceId) -> Option<&[Vec<u8>]> {
-        self.source(id).retained_der.as_deref()
+        self.source(id).retained_der()
     }
 
     /// Links every certificate whose issuer elsewhere in the inventory the cache vouches for,
@@ -605,7 +637,9 @@ impl Inventory {
     /// Drops DER kept for the issuer pass once it is done.
     pub fn release_retained_der(&mut self) {
         for source in self.sources.iter_mut() {
-            source.retained_der = None;
+            if let Some(rare) = &mut source.rare {
+                rare.retained_der = None;
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{
 };
 use pkcs8::der::Decode;
 
-use crate::cert::{Curve, Fingerprint, KeyAlgorithm, sha256};
+use crate::cert::{Curve, KeyAlgorithm, KeyId, key_id};
 use crate::error::ParseError;
 use crate::oid;
 
@@ -18,7 +18,7 @@ use crate::oid;
 pub struct PrivateKey {
     pub algorithm: KeyAlgorithm,
     /// SHA-256 of the public key bits: equal to [`crate::Certificate::key_id`] of its certificate.
-    pub key_id: Fingerprint,
+    pub key_id: KeyId,
 }
 
 /// The DER encodings a PEM label or a sniffed blob can carry.
@@ -46,7 +46,7 @@ fn rsa_from_pkcs1(der: &[u8], algorithm: KeyAlgorithm) -> Result<PrivateKey, Par
         .ok_or_else(|| ParseError::PrivateKey("not a PKCS#1 RSAPrivateKey".into()))?;
     Ok(PrivateKey {
         algorithm,
-        key_id: sha256(&public),
+        key_id: key_id(&public),
     })
 }
 
@@ -70,7 +70,7 @@ fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, ParseError> {
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(reject)?;
             Ok(PrivateKey {
                 algorithm: KeyAlgorithm::Ed25519,
-                key_id: sha256(pair.public_key().as_ref()),
+                key_id: key_id(pair.public_key().as_ref()),
             })
         }
         oid::EC_PUBLIC_KEY | oid::SM2_CURVE => {
@@ -109,14 +109,14 @@ fn from_sec1(der: &[u8], curve: Option<Curve>) -> Result<PrivateKey, ParseError>
     match key.public_key {
         Some(public) => Ok(PrivateKey {
             algorithm: KeyAlgorithm::Ec(curve),
-            key_id: sha256(public),
+            key_id: key_id(public),
         }),
         None if curve == Curve::Sm2 => {
             let secret = sm2::SecretKey::from_slice(key.private_key).map_err(reject)?;
             let public = secret.public_key().to_sec1_bytes();
             Ok(PrivateKey {
                 algorithm: KeyAlgorithm::Ec(curve),
-                key_id: sha256(&public),
+                key_id: key_id(&public),
             })
         }
         None => Err(ParseError::PrivateKey(
@@ -139,6 +139,6 @@ fn ec_from_pkcs8_without_public_key(der: &[u8], curve: Curve) -> Result<PrivateK
     let pair = EcdsaKeyPair::from_pkcs8(alg, der).map_err(reject)?;
     Ok(PrivateKey {
         algorithm: KeyAlgorithm::Ec(curve),
-        key_id: sha256(pair.public_key().as_ref()),
+        key_id: key_id(pair.public_key().as_ref()),
     })
 }

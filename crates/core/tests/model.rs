@@ -60,7 +60,7 @@ fn fullchain_links_verify_and_fields_are_read() {
     assert_eq!(cert.key_algorithm.to_string(), "ECDSA P-256");
     assert_eq!(cert.signature_algorithm.to_string(), "ecdsa-with-SHA256");
     assert!(!cert.is_ca && content.certs[1].is_ca);
-    let sans: Vec<String> = cert.sans.iter().map(ToString::to_string).collect();
+    let sans: Vec<String> = cert.sans.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         sans,
         ["DNS:web.example.com", "DNS:www.example.com", "IP:192.0.2.7"]

@@ -24,13 +24,13 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             } else {
                 String::new()
             },
-            if source.crls.is_empty() {
+            if source.crls().is_empty() {
                 String::new()
             } else {
-                format!(", {} CRL(s)", source.crls.len())
+                format!(", {} CRL(s)", source.crls().len())
             }
         )?;
-        if let Some(info) = &source.endpoint {
+        if let Some(info) = source.endpoint() {
             writeln!(
                 out,
                 "  TLS:         {} {} alpn={} handshake {} ms",
@@ -82,7 +82,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 human_duration(cert.lifetime_secs())
             )?;
             if !cert.sans.is_empty() {
-                let sans: Vec<String> = cert.sans.iter().map(ToString::to_string).collect();
+                let sans: Vec<String> = cert.sans.iter().map(|s| s.to_string()).collect();
                 writeln!(out, "  Names:       {}", sans.join(", "))?;
             }
             writeln!(
@@ -144,7 +144,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 None => {}
             }
         }
-        for crl in &source.crls {
+        for crl in source.crls() {
             writeln!(out)?;
             writeln!(out, "CRL from {}", crl.issuer)?;
             writeln!(out, "  This update: {}", rfc3339(crl.this_update))?;

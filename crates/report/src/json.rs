@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use certvigil_core::cert::{KeyAlgorithm, SignatureAlgorithm, SubjectAltName, hex, key_usage};
+use certvigil_core::cert::{KeyAlgorithm, Sans, SignatureAlgorithm, hex, key_usage};
 use certvigil_core::inventory::LinkStatus;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -83,7 +83,7 @@ struct CertEntry<'a> {
     not_after: String,
     seconds_left: i64,
     fingerprint_sha256: String,
-    sans: DisplaySeq<'a, SubjectAltName>,
+    sans: SansJson<'a>,
     key_algorithm: DisplayStr<'a, KeyAlgorithm>,
     key_bits: u32,
     signature_algorithm: DisplayStr<'a, SignatureAlgorithm>,
@@ -113,7 +113,7 @@ impl<'a> CertEntry<'a> {
             not_after: rfc3339(cert.not_after),
             seconds_left: cert.not_after - report.policy.now,
             fingerprint_sha256: cert.fingerprint_hex(),
-            sans: DisplaySeq(&cert.sans),
+            sans: SansJson(&cert.sans),
             key_algorithm: DisplayStr(&cert.key_algorithm),
             key_bits: cert.key_bits,
             signature_algorithm: DisplayStr(&cert.signature_algorithm),
@@ -142,11 +142,17 @@ impl<T: std::fmt::Display> Serialize for DisplayStr<'_, T> {
     }
 }
 
-struct DisplaySeq<'a, T>(&'a [T]);
+struct SansJson<'a>(&'a Sans);
 
-impl<T: std::fmt::Display> Serialize for DisplaySeq<'_, T> {
+impl Serialize for SansJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(DisplayStr))
+        struct One<'a>(certvigil_core::cert::SanRef<'a>);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0)
+            }
+        }
+        s.collect_seq(self.0.iter().map(One))
     }
 }
 
@@ -187,7 +193,7 @@ impl Serialize for Crls<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let sources = self.0.inventory.sources().filter(|(_, s)| s.reported);
         s.collect_seq(sources.flat_map(|(_, source)| {
-            source.crls.iter().map(move |crl| CrlEntry {
+            source.crls().iter().map(move |crl| CrlEntry {
                 source: &source.location.name,
                 issuer: &crl.issuer,
                 this_update: rfc3339(crl.this_update),
@@ -219,7 +225,7 @@ impl Serialize for Endpoints<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let sources = self.0.inventory.sources();
         s.collect_seq(sources.filter_map(|(_, source)| {
-            let info = source.endpoint.as_ref()?;
+            let info = source.endpoint()?;
             Some(EndpointEntry {
                 source: &source.location.name,
                 sni: info.sni.as_deref(),

@@ -153,7 +153,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
 
     header(&mut out, CRL_NEXT_UPDATE)?;
     for (_, source) in report.inventory.sources().filter(|(_, s)| s.reported) {
-        for crl in &source.crls {
+        for crl in source.crls() {
             if let Some(next) = crl.next_update {
                 writeln!(
                     out,
@@ -167,7 +167,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
 
     header(&mut out, ENDPOINT_VERIFIED)?;
     for (_, source) in report.inventory.sources() {
-        if let Some(info) = &source.endpoint {
+        if let Some(info) = source.endpoint() {
             writeln!(
                 out,
                 "{ENDPOINT_VERIFIED}{{source=\"{}\",sni=\"{}\"}} {}",

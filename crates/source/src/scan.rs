@@ -83,6 +83,7 @@ pub fn scan(options: &ScanOptions) -> Inventory {
         seen: HashSet::new(),
         key_sources: HashMap::new(),
         cert_sources: Vec::new(),
+        explicit_keys: HashMap::new(),
         anchors_der: Vec::new(),
     };
     scanner.run();
@@ -101,7 +102,9 @@ struct Scanner<'a> {
     /// Sources holding only private keys, by path, for pairing.
     key_sources: HashMap<Arc<str>, SourceId>,
     /// Certificate sources, with the key a kubeconfig named for them.
-    cert_sources: Vec<(SourceId, Option<PathBuf>)>,
+    cert_sources: Vec<SourceId>,
+    /// Keys a kubeconfig names for its certificate files.
+    explicit_keys: HashMap<SourceId, PathBuf>,
     anchors_der: Vec<Vec<u8>>,
 }
 
@@ -307,7 +310,7 @@ impl Scanner<'_> {
         outcomes: Vec<FileOutcome>,
         referenced: &mut Vec<(PathBuf, Option<PathBuf>)>,
     ) {
-        for ((path, _explicit, paired_key), outcome) in chunk.into_iter().zip(outcomes) {
+        for ((path, _, paired_key), outcome) in chunk.into_iter().zip(outcomes) {
             let location = Location::new(SourceKind::File, path.to_string_lossy());
             match outcome {
                 FileOutcome::Unreadable(reason) => {
@@ -323,7 +326,10 @@ impl Scanner<'_> {
                     new.retain_der = der;
                     let id = self.inventory.add_source(new, content);
                     if has_certs {
-                        self.cert_sources.push((id, paired_key));
+                        self.cert_sources.push(id);
+                        if let Some(key) = paired_key {
+                            self.explicit_keys.insert(id, key);
+                        }
                     } else if has_keys {
                         let name = self.inventory.source(id).location.name.clone();
                         self.key_sources.insert(name, id);
@@ -423,7 +429,8 @@ impl Scanner<'_> {
 
     /// Pairs each certificate file with the key file next to it by naming convention.
     fn pair_keys(&mut self) {
-        for (cert_source, explicit_key) in std::mem::take(&mut self.cert_sources) {
+        for cert_source in std::mem::take(&mut self.cert_sources) {
+            let explicit_key = self.explicit_keys.remove(&cert_source);
             let cert_path = Path::new(&*self.inventory.source(cert_source).location.name);
             let candidates = match explicit_key {
                 Some(key) => vec![key],
