@@ -129,6 +129,8 @@ fn walk_dir<'s>(
         let via_symlink = file_type.is_symlink();
         let (is_dir, identity) = if via_symlink {
             match std::fs::metadata(&path) {
+                // Links to FIFOs or devices are not followed: reading one could block forever.
+                Ok(meta) if !meta.is_dir() && !meta.is_file() => continue,
                 Ok(meta) => (meta.is_dir(), (meta.dev(), meta.ino())),
                 Err(e) => {
                     // A dangling link named like a certificate is worth a finding.
@@ -267,14 +269,15 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     if meta.is_dir() {
         return Err("is a directory".to_owned());
     }
-    if meta.len() > max {
+    // Pipes and devices report no useful size; the read below is still bounded.
+    if meta.is_file() && meta.len() > max {
         return Err(format!(
             "skipped: {} bytes is over the {} byte limit (--max-file-size)",
             meta.len(),
             max
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(meta.len().min(max) as usize);
     // The size can change under us (a file being written); never read past the limit.
     file.by_ref()
         .take(max + 1)
@@ -284,6 +287,49 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         return Err(format!(
             "skipped: grew past the {max} byte limit while being read"
         ));
+    }
+    Ok(bytes)
+}
+
+/// Reads a regular file found by the walk: open, one read, close for the common small file;
+/// only a file that fills the first buffer costs a `stat` for the size limit. (A short read of
+/// a regular file means end of file; pipes and devices never come from the walk.)
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    const FIRST: usize = 16 * 1024;
+    let mut file = File::open(path).map_err(|e| describe_io_error(&e))?;
+    let mut bytes = vec![0u8; FIRST];
+    let mut filled = 0;
+    loop {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == FIRST {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(describe_io_error(&e)),
+        }
+    }
+    if filled < FIRST {
+        bytes.truncate(filled);
+        return Ok(bytes);
+    }
+    bytes.truncate(filled);
+    let len = file.metadata().map_err(|e| describe_io_error(&e))?.len();
+    if len > max {
+        return Err(format!(
+            "skipped: {len} bytes is over the {max} byte limit (--max-file-size)"
+        ));
+    }
+    bytes.reserve(len.saturating_sub(filled as u64) as usize);
+    file.by_ref()
+        .take(max + 1 - filled as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| describe_io_error(&e))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("skipped: grew past the {max} byte limit while being read"));
     }
     Ok(bytes)
 }
@@ -358,6 +404,21 @@ pub fn key_candidates(cert_path: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regular_reads_match_whole_reads_around_the_first_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0, 1, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 100_000] {
+            let path = dir.path().join(format!("f{size}"));
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            assert_eq!(read_regular(&path, 1 << 20).unwrap(), data, "{size}");
+            assert_eq!(read_limited(&path, 1 << 20).unwrap(), data, "{size}");
+        }
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![0u8; 50_000]).unwrap();
+        assert!(read_regular(&big, 40_000).unwrap_err().contains("over the"));
+    }
 
     #[test]
     fn recognises_certificate_like_names() {

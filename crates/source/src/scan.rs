@@ -295,7 +295,7 @@ impl Scanner<'_> {
             let t0 = std::time::Instant::now();
             let outcomes: Vec<FileOutcome> = chunk
                 .par_iter()
-                .map(|(path, _, _)| read_file(path, max, &options, keep, cache))
+                .map(|(path, explicit, _)| read_file(path, *explicit, max, &options, keep, cache))
                 .collect();
             let t1 = t0.elapsed();
             self.add_outcomes(chunk, outcomes, &mut referenced);
@@ -591,12 +591,15 @@ impl Scanner<'_> {
 
 fn read_file(
     path: &Path,
+    explicit: bool,
     max: u64,
     options: &DecodeOptions<'_>,
     keep_der: bool,
     cache: &LinkCache,
 ) -> FileOutcome {
-    match files::read_limited(path, max) {
+    // Walked files are known to be regular; a named argument may be a pipe (`<(kubectl ...)`).
+    let read = if explicit { files::read_limited(path, max) } else { files::read_regular(path, max) };
+    match read {
         Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der, cache),
         Err(reason) => FileOutcome::Unreadable(reason),
     }
