@@ -329,7 +329,9 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| describe_io_error(&e))?;
     if bytes.len() as u64 > max {
-        return Err(format!("skipped: grew past the {max} byte limit while being read"));
+        return Err(format!(
+            "skipped: grew past the {max} byte limit while being read"
+        ));
     }
     Ok(bytes)
 }

@@ -598,7 +598,11 @@ fn read_file(
     cache: &LinkCache,
 ) -> FileOutcome {
     // Walked files are known to be regular; a named argument may be a pipe (`<(kubectl ...)`).
-    let read = if explicit { files::read_limited(path, max) } else { files::read_regular(path, max) };
+    let read = if explicit {
+        files::read_limited(path, max)
+    } else {
+        files::read_regular(path, max)
+    };
     match read {
         Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der, cache),
         Err(reason) => FileOutcome::Unreadable(reason),
