@@ -273,13 +273,12 @@ impl Scanner<'_> {
         self.read_files(
             found
                 .into_iter()
-                .map(|(f, explicit)| (f.path, explicit, None))
-                .collect(),
+                .map(|(f, explicit)| (f.path, explicit, None)),
         );
     }
 
     /// Reads and decodes files in parallel, then adds them in a stable order.
-    fn read_files(&mut self, files: Vec<(PathBuf, bool, Option<PathBuf>)>) {
+    fn read_files(&mut self, files: impl IntoIterator<Item = (PathBuf, bool, Option<PathBuf>)>) {
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
         };
