@@ -55,6 +55,19 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Watch continuously: rescan on a schedule and serve /metrics, /healthz, /readyz and
+    /// /status (loopback port 9910 by default). SIGHUP reloads the configuration.
+    Daemon {
+        /// TOML configuration (docs/daemon.md); without it, the built-in default.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Do not read or update the cache of verified signatures.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN.
     Check {
@@ -69,6 +82,12 @@ enum Command {
         #[arg(short = 'c', long = "critical", value_name = "DAYS")]
         critical: Option<f64>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and report every error in it.
+    Check { file: PathBuf },
 }
 
 #[derive(Args, Clone)]
@@ -258,6 +277,36 @@ fn run(cli: Cli) -> Result<u8> {
             let report = Report::new(&inventory, &findings, &policy);
             inspect::write(&report, io::stdout().lock()).context("writing to stdout")?;
             Ok(u8::from(report.worst() == Some(Severity::Critical)))
+        }
+        Command::Daemon { config, no_cache } => {
+            let parsed = match &config {
+                Some(path) => {
+                    let text = fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    certvigil_config::Config::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?
+                }
+                None => certvigil_config::Config::embedded_default(),
+            };
+            let cache = if no_cache { None } else { link_cache_path() };
+            certvigil_daemon::run(parsed, config, cache)?;
+            Ok(0)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let text =
+                fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            match certvigil_config::Config::parse(&text) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(0)
+                }
+                Err(errors) => {
+                    for error in &errors.0 {
+                        println!("{}: {error}", file.display());
+                    }
+                    Ok(1)
+                }
+            }
         }
         Command::Check {
             sources,

@@ -1,0 +1,241 @@
+//! `certvigil daemon` end to end: real HTTP, real signals, and a real Prometheus scraping it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use certvigil_testutil::{Pki, Spec};
+use support::write;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(config: &Path, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_certvigil"))
+            .args(["daemon", "--no-cache", "--config"])
+            .arg(config)
+            .env("CERTVIGIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn certvigil daemon");
+        let daemon = Self { child, port };
+        wait_for("/readyz", Duration::from_secs(30), || {
+            matches!(get(port, "/readyz"), Some((200, _)))
+        });
+        daemon
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = get(self.port, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200);
+        body
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, port: u16, sources: &str) -> String {
+    format!(
+        "[daemon]\nlisten = \"127.0.0.1:{port}\"\nscan_interval = \"1s\"\nsystem_trust = false\n{sources}",
+    ) + &format!("# {}\n", dir.display())
+}
+
+#[test]
+fn serves_rescans_reloads_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Daemon");
+    let certs = dir.path().join("certs");
+    write(&certs, "root.pem", &pki.root.cert.pem);
+    let first = pki.leaf(&Spec::leaf("first.example"));
+    write(&certs, "first.pem", pki.fullchain(&first));
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!("[[source]]\npath = \"{}\"\n", certs.display());
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+
+    let mut daemon = Daemon::start(&config_path, port);
+    assert_eq!(get(port, "/healthz").unwrap(), (200, "ok\n".to_owned()));
+    let fingerprint =
+        |der: &[u8]| certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(der));
+    assert!(daemon.metrics().contains(&fingerprint(&first.der)));
+    let (status, body) = get(port, "/status").unwrap();
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["format_version"], 1);
+
+    // A certificate that appears later is picked up by the next scan.
+    let second = pki.leaf(&Spec::leaf("second.example"));
+    write(&certs, "second.pem", &second.pem);
+    wait_for(
+        "the new certificate in /metrics",
+        Duration::from_secs(10),
+        || daemon.metrics().contains(&fingerprint(&second.der)),
+    );
+
+    // A broken configuration is rejected and the daemon keeps serving the old one.
+    std::fs::write(
+        &config_path,
+        "[daemon]\nlisten = \"nowhere\"\n[[source]]\ncolour = 1\n",
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.metrics().contains(&fingerprint(&second.der)));
+
+    // A good one takes effect: with no sources left, the certificates disappear.
+    let only_root = format!(
+        "[[source]]\npath = \"{}\"\n",
+        certs.join("root.pem").display()
+    );
+    std::fs::write(&config_path, config(dir.path(), port, &only_root)).unwrap();
+    daemon.signal("HUP");
+    wait_for(
+        "the reloaded configuration",
+        Duration::from_secs(10),
+        || !daemon.metrics().contains(&fingerprint(&first.der)),
+    );
+
+    daemon.signal("TERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    daemon
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("new configuration rejected"), "{log}");
+    assert!(
+        log.contains("daemon.listen"),
+        "every error is logged: {log}"
+    );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Scraped");
+    let leaf = pki.leaf(&Spec::leaf("scraped.example"));
+    write(dir.path(), "certs/leaf.pem", pki.fullchain(&leaf));
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!(
+        "[[source]]\npath = \"{}\"\n",
+        dir.path().join("certs").display()
+    );
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    let _daemon = Daemon::start(&config_path, port);
+
+    let prom_port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: certvigil\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus) must be installed: scripts/install-deps");
+    let query = "/api/v1/query?query=certvigil_cert_not_after_timestamp_seconds";
+    let mut last = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        if let Some((200, body)) = get(prom_port, query) {
+            if body.contains(&leaf_fingerprint(&leaf.der)) {
+                break true;
+            }
+            last = body;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(
+        found,
+        "Prometheus never stored the certificate's series; last answer: {last}"
+    );
+}
+
+fn leaf_fingerprint(der: &[u8]) -> String {
+    certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(der))
+}

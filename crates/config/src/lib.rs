@@ -1,0 +1,562 @@
+//! certvigil's TOML configuration.
+//!
+//! The text is parsed into a TOML table first and then validated field by field, so one run of
+//! `certvigil config check` reports every mistake (unknown keys, wrong types, bad durations,
+//! sources that are neither a path nor an endpoint) instead of stopping at the first.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use certvigil_core::check::Policy;
+use certvigil_source::{EndpointSpec, StartTls};
+use toml::{Table, Value};
+
+/// The port the daemon listens on by default: chosen to clear the exporters operators already
+/// run (x509-certificate-exporter 9793, node_exporter textfile 9100, blackbox 9115, ssl_exporter
+/// 9219, 9117, cert-manager 9402) and 8080.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9910";
+
+/// The configuration used when none is given: the same sources as a bare `certvigil scan`.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[daemon]
+listen = "127.0.0.1:9910"
+scan_interval = "5m"
+"#;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub policy: PolicyConfig,
+    /// Empty means: the trust store and the standard PKI locations of the host.
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonConfig {
+    pub listen: SocketAddr,
+    pub scan_interval: Duration,
+    /// Load the system trust store to judge chains (and report it when no sources are set).
+    pub system_trust: bool,
+    /// Remember verified signatures between scans (in memory for the daemon's lifetime).
+    pub signature_cache: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    pub warn_days: f64,
+    pub crit_days: f64,
+    pub warn_fraction: f64,
+    pub crit_fraction: f64,
+    pub clock_skew: Duration,
+}
+
+impl PolicyConfig {
+    /// The core policy at time `now` (Unix seconds).
+    pub fn to_policy(&self, now: i64) -> Policy {
+        let mut policy = Policy::new(now);
+        policy.warn_days = self.warn_days;
+        policy.crit_days = self.crit_days;
+        policy.warn_fraction = self.warn_fraction;
+        policy.crit_fraction = self.crit_fraction;
+        policy.clock_skew_secs = self.clock_skew.as_secs() as i64;
+        policy
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    /// A file or directory.
+    Path {
+        path: PathBuf,
+    },
+    Endpoint(Box<EndpointSpec>),
+}
+
+/// One problem, located by its TOML key path (`source[2].timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// All the problems of one configuration text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    pub fn embedded_default() -> Self {
+        Self::parse(EMBEDDED_DEFAULT)
+            .unwrap_or_else(|_| unreachable!("the embedded default parses"))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                message: e.to_string().trim().to_owned(),
+            }])
+        })?;
+        let mut v = Validator::default();
+        v.known_keys("", &table, &["daemon", "policy", "source"]);
+        let daemon = v.daemon(table.get("daemon"));
+        let policy = v.policy(table.get("policy"));
+        let sources = v.sources(table.get("source"));
+        if v.errors.is_empty() {
+            Ok(Self {
+                daemon,
+                policy,
+                sources,
+            })
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn known_keys(&mut self, prefix: &str, table: &Table, known: &[&str]) {
+        for key in table.keys() {
+            if !known.contains(&key.as_str()) {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                self.error(
+                    path,
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn section<'a>(&mut self, name: &str, value: Option<&'a Value>) -> Option<&'a Table> {
+        match value {
+            None => None,
+            Some(Value::Table(table)) => Some(table),
+            Some(other) => {
+                self.error(name, format!("must be a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+        match table.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.error(
+                    format!("{prefix}.{key}"),
+                    format!("must be a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, table: &Table, prefix: &str, key: &str, default: bool) -> bool {
+        match table.get(key) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                self.error(
+                    format!("{prefix}.{key}"),
+                    format!("must be true or false, found {}", other.type_str()),
+                );
+                default
+            }
+        }
+    }
+
+    fn number(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        key: &str,
+        default: f64,
+        range: (f64, f64),
+    ) -> f64 {
+        let value = match table.get(key) {
+            None => return default,
+            Some(Value::Float(f)) => *f,
+            Some(Value::Integer(i)) => *i as f64,
+            Some(other) => {
+                self.error(
+                    format!("{prefix}.{key}"),
+                    format!("must be a number, found {}", other.type_str()),
+                );
+                return default;
+            }
+        };
+        if !(range.0..=range.1).contains(&value) {
+            self.error(
+                format!("{prefix}.{key}"),
+                format!("must be between {} and {}, got {value}", range.0, range.1),
+            );
+        }
+        value
+    }
+
+    /// Durations are written like "90s", "5m", "12h", "30d" (or a number of seconds).
+    fn duration(&mut self, table: &Table, prefix: &str, key: &str, default: Duration) -> Duration {
+        let parsed = match table.get(key) {
+            None => return default,
+            Some(Value::Integer(secs)) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
+            Some(Value::String(text)) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+            Some(other) => Err(format!(
+                "must be a duration like \"5m\", found {}",
+                other.type_str()
+            )),
+        };
+        parsed.unwrap_or_else(|message| {
+            self.error(format!("{prefix}.{key}"), message);
+            default
+        })
+    }
+
+    fn daemon(&mut self, value: Option<&Value>) -> DaemonConfig {
+        let empty = Table::new();
+        let table = self.section("daemon", value).unwrap_or(&empty);
+        self.known_keys(
+            "daemon",
+            table,
+            &["listen", "scan_interval", "system_trust", "signature_cache"],
+        );
+        let listen = self
+            .string(table, "daemon", "listen")
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen.parse().unwrap_or_else(|_| {
+            self.error(
+                "daemon.listen",
+                format!("{listen:?} is not an address like \"127.0.0.1:9910\""),
+            );
+            DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!())
+        });
+        let scan_interval =
+            self.duration(table, "daemon", "scan_interval", Duration::from_secs(300));
+        if scan_interval < Duration::from_secs(1) {
+            self.error("daemon.scan_interval", "must be at least 1s");
+        }
+        DaemonConfig {
+            listen,
+            scan_interval,
+            system_trust: self.boolean(table, "daemon", "system_trust", true),
+            signature_cache: self.boolean(table, "daemon", "signature_cache", true),
+        }
+    }
+
+    fn policy(&mut self, value: Option<&Value>) -> PolicyConfig {
+        let empty = Table::new();
+        let table = self.section("policy", value).unwrap_or(&empty);
+        self.known_keys(
+            "policy",
+            table,
+            &[
+                "warn_days",
+                "crit_days",
+                "warn_fraction",
+                "crit_fraction",
+                "clock_skew",
+            ],
+        );
+        let defaults = Policy::new(0);
+        PolicyConfig {
+            warn_days: self.number(
+                table,
+                "policy",
+                "warn_days",
+                defaults.warn_days,
+                (0.0, 3650.0),
+            ),
+            crit_days: self.number(
+                table,
+                "policy",
+                "crit_days",
+                defaults.crit_days,
+                (0.0, 3650.0),
+            ),
+            warn_fraction: self.number(
+                table,
+                "policy",
+                "warn_fraction",
+                defaults.warn_fraction,
+                (0.0, 1.0),
+            ),
+            crit_fraction: self.number(
+                table,
+                "policy",
+                "crit_fraction",
+                defaults.crit_fraction,
+                (0.0, 1.0),
+            ),
+            clock_skew: self.duration(
+                table,
+                "policy",
+                "clock_skew",
+                Duration::from_secs(defaults.clock_skew_secs as u64),
+            ),
+        }
+    }
+
+    fn sources(&mut self, value: Option<&Value>) -> Vec<SourceConfig> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.error("source", "must be an array of tables: write [[source]]");
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.source(i, item))
+            .collect()
+    }
+
+    fn source(&mut self, index: usize, item: &Value) -> Option<SourceConfig> {
+        let prefix = format!("source[{index}]");
+        let Value::Table(table) = item else {
+            self.error(prefix, "must be a table");
+            return None;
+        };
+        self.known_keys(
+            &prefix,
+            table,
+            &[
+                "path",
+                "endpoint",
+                "sni",
+                "alpn",
+                "timeout",
+                "starttls",
+                "client_cert",
+                "client_key",
+            ],
+        );
+        let path = self.string(table, &prefix, "path");
+        let endpoint = self.string(table, &prefix, "endpoint");
+        match (path, endpoint) {
+            (Some(path), None) => {
+                for key in [
+                    "sni",
+                    "alpn",
+                    "timeout",
+                    "starttls",
+                    "client_cert",
+                    "client_key",
+                ] {
+                    if table.contains_key(key) {
+                        self.error(format!("{prefix}.{key}"), "applies to endpoints only");
+                    }
+                }
+                Some(SourceConfig::Path {
+                    path: PathBuf::from(path),
+                })
+            }
+            (None, Some(endpoint)) => {
+                let Some(mut spec) = EndpointSpec::parse(&endpoint) else {
+                    self.error(
+                        format!("{prefix}.endpoint"),
+                        format!("{endpoint:?} is not host:port or a URL"),
+                    );
+                    return None;
+                };
+                if let Some(sni) = self.string(table, &prefix, "sni") {
+                    spec.sni = Some(sni);
+                }
+                spec.timeout = self.duration(table, &prefix, "timeout", spec.timeout);
+                if let Some(starttls) = self.string(table, &prefix, "starttls") {
+                    spec.starttls = match starttls.as_str() {
+                        "smtp" => Some(StartTls::Smtp),
+                        "imap" => Some(StartTls::Imap),
+                        "pop3" => Some(StartTls::Pop3),
+                        "postgres" => Some(StartTls::Postgres),
+                        "ldap" => Some(StartTls::Ldap),
+                        other => {
+                            self.error(
+                                format!("{prefix}.starttls"),
+                                format!("{other:?} is not smtp, imap, pop3, postgres or ldap"),
+                            );
+                            None
+                        }
+                    };
+                }
+                match table.get("alpn") {
+                    None => {}
+                    Some(Value::Array(items)) if items.iter().all(Value::is_str) => {
+                        spec.alpn = items
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect();
+                    }
+                    Some(_) => self.error(
+                        format!("{prefix}.alpn"),
+                        "must be a list of strings, e.g. [\"h2\"]",
+                    ),
+                }
+                let cert = self
+                    .string(table, &prefix, "client_cert")
+                    .map(PathBuf::from);
+                let key = self.string(table, &prefix, "client_key").map(PathBuf::from);
+                if cert.is_some() != key.is_some() {
+                    self.error(prefix.clone(), "client_cert and client_key go together");
+                }
+                spec.client_cert = cert;
+                spec.client_key = key;
+                Some(SourceConfig::Endpoint(Box::new(spec)))
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    prefix,
+                    "has both path and endpoint: use one [[source]] for each",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    prefix,
+                    "needs a path (file or directory) or an endpoint (host:port or URL)",
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = Config::embedded_default();
+        assert_eq!(config.daemon.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.daemon.scan_interval, Duration::from_secs(300));
+        assert!(config.sources.is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+            [daemon]
+            listen = "nowhere"
+            scan_interval = "soon"
+            colour = "blue"
+
+            [policy]
+            warn_fraction = 3
+
+            [[source]]
+            path = "/etc/ssl"
+            sni = "x"
+
+            [[source]]
+            endpoint = "example.com:443"
+            starttls = "gopher"
+            client_cert = "/c.pem"
+
+            [[source]]
+            colour = "blue"
+        "#;
+        let errors = Config::parse(text).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        for expected in [
+            "daemon.colour",
+            "daemon.listen",
+            "daemon.scan_interval",
+            "policy.warn_fraction",
+            "source[0].sni",
+            "source[1].starttls",
+            "source[1]",
+            "source[2].colour",
+            "source[2]",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn sources_and_durations_parse() {
+        let text = r#"
+            [daemon]
+            scan_interval = 90
+            [policy]
+            clock_skew = "2m"
+            [[source]]
+            path = "/etc/etcd/pki"
+            [[source]]
+            endpoint = "smtp://mail.example:587"
+            timeout = "3s"
+            alpn = ["h2"]
+        "#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.daemon.scan_interval, Duration::from_secs(90));
+        assert_eq!(config.policy.clock_skew, Duration::from_secs(120));
+        assert!(matches!(&config.sources[0], SourceConfig::Path { path } if path.ends_with("pki")));
+        let SourceConfig::Endpoint(spec) = &config.sources[1] else {
+            panic!()
+        };
+        assert_eq!(spec.timeout, Duration::from_secs(3));
+        assert_eq!(spec.alpn, ["h2"]);
+        assert!(spec.starttls.is_some());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let error = Config::parse("[daemon\nlisten = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/examples/certvigil.toml");
+        let config = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.sources.len(), 5);
+        assert_eq!(config.daemon.listen.to_string(), DEFAULT_LISTEN);
+    }
+}

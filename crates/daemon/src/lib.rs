@@ -1,0 +1,267 @@
+//! `certvigil daemon`: the scan pipeline on a schedule, served over HTTP.
+//!
+//! Scans never run inside a request: a background task rescans every `scan_interval` and
+//! publishes a rendered snapshot; `/metrics` and `/status` only copy the latest one out.
+//! SIGHUP re-reads the configuration (a bad one is rejected with every error logged, and the
+//! old one stays); SIGTERM and SIGINT stop the server cleanly.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use certvigil_config::{Config, SourceConfig};
+use certvigil_core::check;
+use certvigil_report::{Report, json, prom};
+use certvigil_source::{ScanOptions, Target, scan};
+use tokio::sync::Notify;
+
+/// What the daemon serves between scans.
+struct Snapshot {
+    metrics: String,
+    status: Vec<u8>,
+}
+
+struct Shared {
+    config: RwLock<Arc<Config>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Wakes the scanner early (after a reload).
+    rescan: Notify,
+    link_cache: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum DaemonError {
+    Runtime(io::Error),
+    Bind(SocketAddr, io::Error),
+    Serve(io::Error),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Runtime(e) => write!(f, "cannot start the async runtime: {e}"),
+            Self::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            Self::Serve(e) => write!(f, "HTTP server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
+pub fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    link_cache: Option<PathBuf>,
+) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(serve(config, config_path, link_cache))
+}
+
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    link_cache: Option<PathBuf>,
+) -> Result<(), DaemonError> {
+    let listen = config.daemon.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Bind(listen, e))?;
+    tracing::info!(%listen, "serving /metrics, /healthz, /readyz, /status");
+    let shared = Arc::new(Shared {
+        config: RwLock::new(Arc::new(config)),
+        snapshot: RwLock::new(None),
+        rescan: Notify::new(),
+        link_cache,
+    });
+    tokio::spawn(scan_loop(shared.clone()));
+    tokio::spawn(reload_on_hangup(shared.clone(), config_path));
+
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .map_err(DaemonError::Serve)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
+    shared
+        .snapshot
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match current(&shared) {
+        Some(snapshot) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            snapshot.metrics.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    match current(&shared) {
+        Some(snapshot) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            snapshot.status.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    }
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    match current(&shared) {
+        Some(_) => "ready\n".into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    }
+}
+
+async fn scan_loop(shared: Arc<Shared>) {
+    loop {
+        let config = shared
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let cache = shared.link_cache.clone();
+        let started = Instant::now();
+        let job = tokio::task::spawn_blocking(move || scan_once(&config, cache));
+        match job.await {
+            Ok(snapshot) => {
+                *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(snapshot));
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "scan finished"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "scan task failed; keeping the previous results"),
+        }
+        let interval = shared
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .daemon
+            .scan_interval;
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shared.rescan.notified() => {}
+        }
+    }
+}
+
+/// One pass of the same pipeline as `certvigil scan`, rendered for serving.
+fn scan_once(config: &Config, link_cache: Option<PathBuf>) -> Snapshot {
+    let mut options = ScanOptions {
+        system_trust: config.daemon.system_trust,
+        link_cache: link_cache.filter(|_| config.daemon.signature_cache),
+        ..ScanOptions::default()
+    };
+    if config.sources.is_empty() {
+        options.targets.push(Target::Defaults);
+    }
+    for source in &config.sources {
+        options.targets.push(match source {
+            SourceConfig::Path { path } => Target::Path(path.clone()),
+            SourceConfig::Endpoint(spec) => Target::Endpoint((**spec).clone()),
+        });
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let policy = config.policy.to_policy(now);
+    let inventory = scan(&options);
+    let findings = check::run(&inventory, &policy);
+    let report = Report::new(&inventory, &findings, &policy);
+    let mut metrics = Vec::new();
+    let mut status = Vec::new();
+    if let Err(e) = prom::write(&report, &mut metrics) {
+        tracing::error!(error = %e, "rendering metrics failed");
+    }
+    if let Err(e) = json::write(&report, &mut status) {
+        tracing::error!(error = %e, "rendering status failed");
+    }
+    Snapshot {
+        metrics: String::from_utf8_lossy(&metrics).into_owned(),
+        status,
+    }
+}
+
+async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(path) = &config_path else {
+            tracing::info!("SIGHUP: running on the built-in configuration; rescanning");
+            shared.rescan.notify_one();
+            continue;
+        };
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Config::parse(&text).map_err(|errors| errors.to_string()))
+        {
+            Ok(config) => {
+                if config.daemon.listen
+                    != shared
+                        .config
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .daemon
+                        .listen
+                {
+                    tracing::warn!("SIGHUP: daemon.listen changed; it takes effect on restart");
+                }
+                *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+                tracing::info!(path = %path.display(), "configuration reloaded; rescanning");
+                shared.rescan.notify_one();
+            }
+            Err(errors) => {
+                for error in errors.lines() {
+                    tracing::error!(path = %path.display(), %error, "new configuration rejected; keeping the old one");
+                }
+            }
+        }
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
