@@ -194,9 +194,11 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>) -> Snapshot {
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let policy = config.policy.to_policy(now);
+    let started = Instant::now();
     let inventory = scan(&options);
     let findings = check::run(&inventory, &policy);
-    let report = Report::new(&inventory, &findings, &policy);
+    let mut report = Report::new(&inventory, &findings, &policy);
+    report.scan_seconds = Some(started.elapsed().as_secs_f64());
     let mut metrics = Vec::new();
     let mut status = Vec::new();
     if let Err(e) = prom::write(&report, &mut metrics) {

@@ -18,6 +18,8 @@ pub struct Report<'a> {
     pub inventory: &'a Inventory,
     pub findings: &'a [Finding],
     pub policy: &'a Policy,
+    /// How long the scan took, when the caller measured it (the daemon does).
+    pub scan_seconds: Option<f64>,
 }
 
 impl<'a> Report<'a> {
@@ -26,6 +28,7 @@ impl<'a> Report<'a> {
             inventory,
             findings,
             policy,
+            scan_seconds: None,
         }
     }
 

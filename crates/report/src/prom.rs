@@ -17,7 +17,11 @@ pub const FINDINGS: &str = "certvigil_findings";
 pub const SOURCE_ERRORS: &str = "certvigil_source_errors";
 pub const CRL_NEXT_UPDATE: &str = "certvigil_crl_next_update_timestamp_seconds";
 pub const ENDPOINT_VERIFIED: &str = "certvigil_endpoint_verified";
+pub const ENDPOINT_PROBE_SUCCESS: &str = "certvigil_endpoint_probe_success";
+pub const ENDPOINT_TLS_INFO: &str = "certvigil_endpoint_tls_info";
 pub const SCAN_TIMESTAMP: &str = "certvigil_scan_timestamp_seconds";
+pub const SCAN_DURATION: &str = "certvigil_scan_duration_seconds";
+pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
 
 /// Every metric family this renderer can emit, with its type and help (docs/metrics.md).
@@ -54,10 +58,26 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "1 when the TLS endpoint's chain verified, else 0.",
     ),
     (
+        ENDPOINT_PROBE_SUCCESS,
+        "gauge",
+        "1 when the TLS endpoint completed a handshake and sent certificates, else 0.",
+    ),
+    (
+        ENDPOINT_TLS_INFO,
+        "gauge",
+        "Negotiated TLS version and cipher suite of an endpoint; always 1.",
+    ),
+    (
         SCAN_TIMESTAMP,
         "gauge",
         "When the scan ran, as a Unix timestamp in seconds.",
     ),
+    (
+        SCAN_DURATION,
+        "gauge",
+        "How long the last scan took, in seconds (daemon only).",
+    ),
+    (BUILD_INFO, "gauge", "certvigil version; always 1."),
     (
         SCAN_CERTIFICATES,
         "gauge",
@@ -176,6 +196,61 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 u8::from(info.verify_error.is_none())
             )?;
         }
+    }
+
+    header(&mut out, ENDPOINT_PROBE_SUCCESS)?;
+    for (_, source) in report.inventory.sources() {
+        if let Some(info) = source.endpoint() {
+            let failed = report.inventory.problems.iter().any(|p| {
+                p.kind == ProblemKind::Endpoint && p.location.name == source.location.name
+            });
+            writeln!(
+                out,
+                "{ENDPOINT_PROBE_SUCCESS}{{source=\"{}\",sni=\"{}\"}} {}",
+                label(&source.location.name),
+                label(info.sni.as_deref().unwrap_or("")),
+                u8::from(!failed)
+            )?;
+        }
+    }
+    // Endpoints that never sent a certificate exist only as problems.
+    for problem in &report.inventory.problems {
+        let has_source = report
+            .inventory
+            .sources()
+            .any(|(_, s)| s.endpoint().is_some() && s.location.name == problem.location.name);
+        if problem.kind == ProblemKind::Endpoint && !has_source {
+            writeln!(
+                out,
+                "{ENDPOINT_PROBE_SUCCESS}{{source=\"{}\",sni=\"\"}} 0",
+                label(&problem.location.name)
+            )?;
+        }
+    }
+
+    header(&mut out, ENDPOINT_TLS_INFO)?;
+    for (_, source) in report.inventory.sources() {
+        if let Some(info) = source.endpoint() {
+            writeln!(
+                out,
+                "{ENDPOINT_TLS_INFO}{{source=\"{}\",version=\"{}\",cipher_suite=\"{}\",alpn=\"{}\"}} 1",
+                label(&source.location.name),
+                label(info.tls_version.as_deref().unwrap_or("")),
+                label(info.cipher_suite.as_deref().unwrap_or("")),
+                label(info.alpn.as_deref().unwrap_or(""))
+            )?;
+        }
+    }
+
+    header(&mut out, BUILD_INFO)?;
+    writeln!(
+        out,
+        "{BUILD_INFO}{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    if let Some(seconds) = report.scan_seconds {
+        header(&mut out, SCAN_DURATION)?;
+        writeln!(out, "{SCAN_DURATION} {seconds:.6}")?;
     }
 
     header(&mut out, SCAN_TIMESTAMP)?;
