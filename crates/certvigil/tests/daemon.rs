@@ -239,3 +239,80 @@ fn a_real_prometheus_scrapes_the_daemon() {
 fn leaf_fingerprint(der: &[u8]) -> String {
     certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(der))
 }
+
+/// The outage the drift check exists for: the file was renewed, the service never reloaded.
+#[test]
+fn renewed_but_not_reloaded_is_caught_by_handshake() {
+    use certvigil_testutil::servers::{Certs, NginxSite, free_port as port, nginx};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    let certs = Certs::new("Drift", &dir.path().join("tls"));
+    let old = certs.local_leaf("web.test");
+    let pair = certs.write_pair("web", &old, false);
+    let web_port = port();
+    let nginx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let _nginx = nginx(
+        &nginx_dir,
+        &[NginxSite::new(web_port, &pair).directives("server_name web.test;")],
+    );
+
+    let daemon_port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let target = format!(
+        "[[target]]\nname = \"web\"\ncert = \"{}\"\nkey = \"{}\"\nendpoint = \"127.0.0.1:{web_port}\"\nsni = \"web.test\"\ntimeout = \"3s\"\n",
+        pair.0.display(),
+        pair.1.display()
+    );
+    std::fs::write(&config_path, config(dir.path(), daemon_port, &target)).unwrap();
+    let daemon = Daemon::start(&config_path, daemon_port);
+    let series = |value: u8| {
+        format!(
+            "certvigil_target_served_matches_disk{{target=\"web\",cert=\"{}\",endpoint=\"127.0.0.1:{web_port}\"}} {value}",
+            pair.0.display()
+        )
+    };
+    wait_for("served == disk", Duration::from_secs(15), || {
+        daemon.metrics().contains(&series(1))
+    });
+
+    // Renewal writes new files; nginx keeps serving the old certificate until it reloads.
+    let new = certs.local_leaf("web.test");
+    certs.write_pair("web", &new, false);
+    wait_for("served != disk", Duration::from_secs(15), || {
+        daemon.metrics().contains(&series(0))
+    });
+    let (_, body) = get(daemon_port, "/status").unwrap();
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stale: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "served_stale")
+        .collect();
+    assert_eq!(stale.len(), 1, "{:#}", report["findings"]);
+    assert_eq!(stale[0]["severity"], "critical");
+    assert!(
+        stale[0]["message"].as_str().unwrap().contains("reload"),
+        "{}",
+        stale[0]["message"]
+    );
+
+    let reload = Command::new("/usr/sbin/nginx")
+        .args([
+            "-p",
+            &format!("{}/", nginx_dir.display()),
+            "-c",
+            "nginx.conf",
+            "-s",
+            "reload",
+        ])
+        .status()
+        .expect("nginx");
+    assert!(reload.success());
+    wait_for(
+        "served == disk after the reload",
+        Duration::from_secs(15),
+        || daemon.metrics().contains(&series(1)),
+    );
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use certvigil_core::check::Policy;
-use certvigil_source::{EndpointSpec, StartTls};
+use certvigil_source::{DeploymentSpec, EndpointSpec, StartTls};
 use toml::{Table, Value};
 
 /// The port the daemon listens on by default: chosen to clear the exporters operators already
@@ -31,6 +31,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Empty means: the trust store and the standard PKI locations of the host.
     pub sources: Vec<SourceConfig>,
+    /// Certificate files tied to the endpoint serving them (drift detection).
+    pub targets: Vec<DeploymentSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -123,15 +125,17 @@ impl Config {
             }])
         })?;
         let mut v = Validator::default();
-        v.known_keys("", &table, &["daemon", "policy", "source"]);
+        v.known_keys("", &table, &["daemon", "policy", "source", "target"]);
         let daemon = v.daemon(table.get("daemon"));
         let policy = v.policy(table.get("policy"));
         let sources = v.sources(table.get("source"));
+        let targets = v.targets(table.get("target"));
         if v.errors.is_empty() {
             Ok(Self {
                 daemon,
                 policy,
                 sources,
+                targets,
             })
         } else {
             Err(ConfigErrors(v.errors))
@@ -351,6 +355,123 @@ impl Validator {
             .collect()
     }
 
+    /// An endpoint and its options (`sni`, `timeout`, `starttls`, `alpn`, client certificate).
+    fn endpoint(&mut self, table: &Table, prefix: &str, endpoint: &str) -> Option<EndpointSpec> {
+        let Some(mut spec) = EndpointSpec::parse(endpoint) else {
+            self.error(
+                format!("{prefix}.endpoint"),
+                format!("{endpoint:?} is not host:port or a URL"),
+            );
+            return None;
+        };
+        if let Some(sni) = self.string(table, &prefix, "sni") {
+            spec.sni = Some(sni);
+        }
+        spec.timeout = self.duration(table, &prefix, "timeout", spec.timeout);
+        if let Some(starttls) = self.string(table, &prefix, "starttls") {
+            spec.starttls = match starttls.as_str() {
+                "smtp" => Some(StartTls::Smtp),
+                "imap" => Some(StartTls::Imap),
+                "pop3" => Some(StartTls::Pop3),
+                "postgres" => Some(StartTls::Postgres),
+                "ldap" => Some(StartTls::Ldap),
+                other => {
+                    self.error(
+                        format!("{prefix}.starttls"),
+                        format!("{other:?} is not smtp, imap, pop3, postgres or ldap"),
+                    );
+                    None
+                }
+            };
+        }
+        match table.get("alpn") {
+            None => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_str) => {
+                spec.alpn = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+            }
+            Some(_) => self.error(
+                format!("{prefix}.alpn"),
+                "must be a list of strings, e.g. [\"h2\"]",
+            ),
+        }
+        let cert = self
+            .string(table, &prefix, "client_cert")
+            .map(PathBuf::from);
+        let key = self.string(table, &prefix, "client_key").map(PathBuf::from);
+        if cert.is_some() != key.is_some() {
+            self.error(prefix, "client_cert and client_key go together");
+        }
+        spec.client_cert = cert;
+        spec.client_key = key;
+        Some(spec)
+    }
+
+    fn targets(&mut self, value: Option<&Value>) -> Vec<DeploymentSpec> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.error("target", "must be an array of tables: write [[target]]");
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        let mut out = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let prefix = format!("target[{index}]");
+            let Value::Table(table) = item else {
+                self.error(prefix, "must be a table");
+                continue;
+            };
+            self.known_keys(
+                &prefix,
+                table,
+                &[
+                    "name",
+                    "cert",
+                    "key",
+                    "endpoint",
+                    "sni",
+                    "alpn",
+                    "timeout",
+                    "starttls",
+                    "client_cert",
+                    "client_key",
+                ],
+            );
+            let name = self.string(table, &prefix, "name");
+            let cert = self.string(table, &prefix, "cert");
+            let endpoint = self.string(table, &prefix, "endpoint");
+            let key = self.string(table, &prefix, "key").map(PathBuf::from);
+            for field in ["name", "cert", "endpoint"] {
+                if !table.contains_key(field) {
+                    self.error(format!("{prefix}.{field}"), "is required");
+                }
+            }
+            if let Some(name) = &name {
+                if names.contains(name) {
+                    self.error(
+                        format!("{prefix}.name"),
+                        format!("{name:?} is used by another [[target]]"),
+                    );
+                }
+                names.push(name.clone());
+            }
+            let spec = endpoint.and_then(|e| self.endpoint(table, &prefix, &e));
+            if let (Some(name), Some(cert), Some(endpoint)) = (name, cert, spec) {
+                out.push(DeploymentSpec {
+                    name,
+                    cert: PathBuf::from(cert),
+                    key,
+                    endpoint,
+                });
+            }
+        }
+        out
+    }
+
     fn source(&mut self, index: usize, item: &Value) -> Option<SourceConfig> {
         let prefix = format!("source[{index}]");
         let Value::Table(table) = item else {
@@ -392,55 +513,7 @@ impl Validator {
                 })
             }
             (None, Some(endpoint)) => {
-                let Some(mut spec) = EndpointSpec::parse(&endpoint) else {
-                    self.error(
-                        format!("{prefix}.endpoint"),
-                        format!("{endpoint:?} is not host:port or a URL"),
-                    );
-                    return None;
-                };
-                if let Some(sni) = self.string(table, &prefix, "sni") {
-                    spec.sni = Some(sni);
-                }
-                spec.timeout = self.duration(table, &prefix, "timeout", spec.timeout);
-                if let Some(starttls) = self.string(table, &prefix, "starttls") {
-                    spec.starttls = match starttls.as_str() {
-                        "smtp" => Some(StartTls::Smtp),
-                        "imap" => Some(StartTls::Imap),
-                        "pop3" => Some(StartTls::Pop3),
-                        "postgres" => Some(StartTls::Postgres),
-                        "ldap" => Some(StartTls::Ldap),
-                        other => {
-                            self.error(
-                                format!("{prefix}.starttls"),
-                                format!("{other:?} is not smtp, imap, pop3, postgres or ldap"),
-                            );
-                            None
-                        }
-                    };
-                }
-                match table.get("alpn") {
-                    None => {}
-                    Some(Value::Array(items)) if items.iter().all(Value::is_str) => {
-                        spec.alpn = items
-                            .iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect();
-                    }
-                    Some(_) => self.error(
-                        format!("{prefix}.alpn"),
-                        "must be a list of strings, e.g. [\"h2\"]",
-                    ),
-                }
-                let cert = self
-                    .string(table, &prefix, "client_cert")
-                    .map(PathBuf::from);
-                let key = self.string(table, &prefix, "client_key").map(PathBuf::from);
-                if cert.is_some() != key.is_some() {
-                    self.error(prefix.clone(), "client_cert and client_key go together");
-                }
-                spec.client_cert = cert;
-                spec.client_key = key;
+                let spec = self.endpoint(table, &prefix, &endpoint)?;
                 Some(SourceConfig::Endpoint(Box::new(spec)))
             }
             (Some(_), Some(_)) => {
@@ -537,6 +610,34 @@ mod tests {
         assert_eq!(spec.timeout, Duration::from_secs(3));
         assert_eq!(spec.alpn, ["h2"]);
         assert!(spec.starttls.is_some());
+    }
+
+    #[test]
+    fn targets_need_name_cert_and_endpoint() {
+        let text = r#"
+            [[target]]
+            name = "web"
+            cert = "/etc/nginx/tls/fullchain.pem"
+            key = "/etc/nginx/tls/privkey.pem"
+            endpoint = "127.0.0.1:443"
+            sni = "web.example"
+            [[target]]
+            name = "web"
+            endpoint = "nowhere"
+        "#;
+        let errors = Config::parse(text).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"target[1].cert"), "{keys:?}");
+        assert!(keys.contains(&"target[1].name"), "{keys:?}");
+        assert!(keys.contains(&"target[1].endpoint"), "{keys:?}");
+        let good = Config::parse(
+            &text[..text
+                .find("[[target]]\n            name = \"web\"\n            endpoint")
+                .unwrap()],
+        )
+        .unwrap();
+        assert_eq!(good.targets[0].endpoint.sni.as_deref(), Some("web.example"));
+        assert!(good.targets[0].key.is_some());
     }
 
     #[test]

@@ -77,6 +77,7 @@ checks! {
     ParseError => "parse_error",
     ReadError => "read_error",
     EndpointError => "endpoint_error",
+    ServedStale => "served_stale",
 }
 
 impl fmt::Display for CheckId {
@@ -181,6 +182,7 @@ pub fn run(inventory: &Inventory, policy: &Policy) -> Vec<Finding> {
         );
     }
     check_pairings(inventory, &mut findings);
+    check_deployments(inventory, &mut findings);
     check_duplicates(inventory, &mut findings);
     let mut out = findings.out;
     out.sort_by(|a, b| {
@@ -702,6 +704,52 @@ fn check_pairings(inventory: &Inventory, findings: &mut Findings) {
                 leaf.label()
             ),
         );
+    }
+}
+
+fn check_deployments(inventory: &Inventory, findings: &mut Findings) {
+    for deployment in &inventory.deployments {
+        let endpoint = Location::new(SourceKind::Endpoint, deployment.endpoint.as_str());
+        if let Some(problem) = &deployment.key_mismatch {
+            let file = Location::new(SourceKind::File, deployment.cert_path.as_str());
+            findings.push(
+                CheckId::KeyMismatch,
+                Severity::Critical,
+                &file,
+                None,
+                problem.clone(),
+            );
+        }
+        if deployment.served_matches_disk() != Some(false) {
+            continue;
+        }
+        let (Ok(disk), Some(served)) = (&deployment.on_disk, &deployment.served) else {
+            continue;
+        };
+        let newer = if disk.not_after > served.not_after {
+            "newer "
+        } else {
+            ""
+        };
+        findings.out.push(Finding {
+            check: CheckId::ServedStale,
+            severity: Severity::Critical,
+            location: endpoint,
+            fingerprint: Some(served.fingerprint),
+            message: format!(
+                "{}: {} serves certificate {} (serial {}, expires {}) but {} holds a {newer}one \
+                 (serial {}, expires {}): the certificate was renewed and the service never \
+                 loaded it; reload the service",
+                deployment.name,
+                deployment.endpoint,
+                &crate::cert::hex(&served.fingerprint)[..16],
+                served.serial,
+                crate::timefmt::rfc3339(served.not_after),
+                deployment.cert_path,
+                disk.serial,
+                crate::timefmt::rfc3339(disk.not_after),
+            ),
+        });
     }
 }
 

@@ -203,6 +203,38 @@ pub struct Link {
     pub status: LinkStatus,
 }
 
+/// What a deployed certificate looks like on disk and on the wire, for drift detection: the
+/// certificate was renewed on disk but the service still serves the old one.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub name: String,
+    pub cert_path: String,
+    /// The endpoint as `host:port`, and the SNI name used.
+    pub endpoint: String,
+    pub sni: Option<String>,
+    /// The leaf in the certificate file, or why it could not be read.
+    pub on_disk: Result<DeployedCert, String>,
+    /// The leaf the endpoint served, when the handshake got that far.
+    pub served: Option<DeployedCert>,
+    /// The configured private key does not belong to the certificate on disk.
+    pub key_mismatch: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedCert {
+    pub fingerprint: Fingerprint,
+    pub serial: String,
+    pub not_after: i64,
+}
+
+impl Deployment {
+    /// `Some(true)` when the served leaf is the one on disk; `None` when either is unknown.
+    pub fn served_matches_disk(&self) -> Option<bool> {
+        let disk = self.on_disk.as_ref().ok()?;
+        Some(self.served.as_ref()?.fingerprint == disk.fingerprint)
+    }
+}
+
 /// A certificate source paired with a separate key source (`tls.crt` + `tls.key`).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyPairing {
@@ -220,6 +252,8 @@ pub struct Inventory {
     pub problems: Vec<Problem>,
     links: HashMap<CertId, Link>,
     pub pairings: Vec<KeyPairing>,
+    /// Certificates on disk tied to the endpoint that should serve them.
+    pub deployments: Vec<Deployment>,
     anchors: Vec<bool>,
     /// One shared string per distinct name: a hundred thousand leaves share a few issuers.
     names: HashMap<u64, Arc<str>>,

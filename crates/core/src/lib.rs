@@ -15,6 +15,7 @@ pub mod key;
 pub mod linkcache;
 pub mod oid;
 pub mod pem;
+pub mod timefmt;
 pub mod verify;
 
 pub use cert::{Certificate, Fingerprint};

@@ -5,6 +5,7 @@
 //! SIGHUP re-reads the configuration (a bad one is rejected with every error logged, and the
 //! old one stays); SIGTERM and SIGINT stop the server cleanly.
 
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -181,9 +182,10 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>) -> Snapshot {
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
+        deployments: config.targets.clone(),
         ..ScanOptions::default()
     };
-    if config.sources.is_empty() {
+    if config.sources.is_empty() && config.targets.is_empty() {
         options.targets.push(Target::Defaults);
     }
     for source in &config.sources {

@@ -22,6 +22,7 @@ pub const ENDPOINT_TLS_INFO: &str = "certvigil_endpoint_tls_info";
 pub const SCAN_TIMESTAMP: &str = "certvigil_scan_timestamp_seconds";
 pub const SCAN_DURATION: &str = "certvigil_scan_duration_seconds";
 pub const BUILD_INFO: &str = "certvigil_build_info";
+pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
 
 /// Every metric family this renderer can emit, with its type and help (docs/metrics.md).
@@ -78,6 +79,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "How long the last scan took, in seconds (daemon only).",
     ),
     (BUILD_INFO, "gauge", "certvigil version; always 1."),
+    (
+        TARGET_SERVED_MATCHES_DISK,
+        "gauge",
+        "1 when the endpoint serves the certificate on disk, 0 when it serves another one.",
+    ),
     (
         SCAN_CERTIFICATES,
         "gauge",
@@ -238,6 +244,20 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 label(info.tls_version.as_deref().unwrap_or("")),
                 label(info.cipher_suite.as_deref().unwrap_or("")),
                 label(info.alpn.as_deref().unwrap_or(""))
+            )?;
+        }
+    }
+
+    header(&mut out, TARGET_SERVED_MATCHES_DISK)?;
+    for deployment in &report.inventory.deployments {
+        if let Some(matches) = deployment.served_matches_disk() {
+            writeln!(
+                out,
+                "{TARGET_SERVED_MATCHES_DISK}{{target=\"{}\",cert=\"{}\",endpoint=\"{}\"}} {}",
+                label(&deployment.name),
+                label(&deployment.cert_path),
+                label(&deployment.endpoint),
+                u8::from(matches)
             )?;
         }
     }

@@ -9,4 +9,4 @@ mod starttls;
 pub mod truststore;
 
 pub use endpoint::{EndpointSpec, StartTls};
-pub use scan::{ScanOptions, Target, scan};
+pub use scan::{DeploymentSpec, ScanOptions, Target, scan};

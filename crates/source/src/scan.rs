@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certvigil_core::decode::{DecodeOptions, decode};
+use certvigil_core::inventory::{DeployedCert, Deployment};
 use certvigil_core::inventory::{
     Expectations, Inventory, LinkStatus, Location, NewSource, ProblemKind, SourceContent, SourceId,
     SourceKind,
@@ -47,6 +48,17 @@ pub struct ScanOptions {
     pub keep_der: bool,
     /// File remembering verified signatures between scans (see `certvigil_core::linkcache`).
     pub link_cache: Option<PathBuf>,
+    /// Certificate files tied to the endpoint that serves them, for drift detection.
+    pub deployments: Vec<DeploymentSpec>,
+}
+
+/// A certificate (and key) on disk and the endpoint that should be serving it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentSpec {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: Option<PathBuf>,
+    pub endpoint: EndpointSpec,
 }
 
 impl Default for ScanOptions {
@@ -64,6 +76,7 @@ impl Default for ScanOptions {
             endpoint_concurrency: 32,
             keep_der: false,
             link_cache: None,
+            deployments: Vec::new(),
         }
     }
 }
@@ -161,11 +174,85 @@ impl Scanner<'_> {
         self.scan_paths(&paths);
         self.pair_keys();
         tracing::debug!(elapsed = ?started.elapsed(), "files read");
+        for deployment in &self.options.deployments {
+            let spec = &deployment.endpoint;
+            if !endpoints
+                .iter()
+                .any(|e| e.display == spec.display && e.sni == spec.sni)
+            {
+                endpoints.push(spec.clone());
+            }
+        }
         if !endpoints.is_empty() {
             self.scan_endpoints(&endpoints);
         }
         self.issuer_pass();
+        self.resolve_deployments();
         tracing::debug!(elapsed = ?started.elapsed(), "issuers linked");
+    }
+
+    /// Compares each deployment's certificate file with what its endpoint served in this scan.
+    fn resolve_deployments(&mut self) {
+        for spec in &self.options.deployments {
+            let on_disk = files::read_limited(&spec.cert, self.options.walk.max_file_size)
+                .and_then(|bytes| {
+                    leaf_of(&bytes).ok_or_else(|| "no certificate in the file".to_owned())
+                });
+            let key_mismatch = match (&on_disk, &spec.key) {
+                (Ok((_, key_id)), Some(key_path)) => {
+                    match files::read_limited(key_path, self.options.walk.max_file_size) {
+                        Ok(bytes) => {
+                            let keys = decode(&bytes, &DecodeOptions::default()).keys;
+                            (!keys.is_empty() && !keys.iter().any(|k| k.key_id == *key_id)).then(
+                                || {
+                                    format!(
+                                        "{}: private key {} does not belong to certificate {}; the \
+                                     service will fail to load them together",
+                                        spec.name,
+                                        key_path.display(),
+                                        spec.cert.display()
+                                    )
+                                },
+                            )
+                        }
+                        Err(reason) => {
+                            let location =
+                                Location::new(SourceKind::File, key_path.to_string_lossy());
+                            self.inventory
+                                .add_problem(location, ProblemKind::Read, reason);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Err(reason) = &on_disk {
+                let location = Location::new(SourceKind::File, spec.cert.to_string_lossy());
+                self.inventory
+                    .add_problem(location, ProblemKind::Read, reason.clone());
+            }
+            let served = self.inventory.sources().find_map(|(_, source)| {
+                let info = source.endpoint()?;
+                let same = *source.location.name == *spec.endpoint.display
+                    && info.sni
+                        == spec
+                            .endpoint
+                            .sni
+                            .clone()
+                            .or_else(|| sni_default(&spec.endpoint));
+                let leaf = inventory_leaf(&self.inventory, source)?;
+                same.then_some(leaf)
+            });
+            self.inventory.deployments.push(Deployment {
+                name: spec.name.clone(),
+                cert_path: spec.cert.to_string_lossy().into_owned(),
+                endpoint: spec.endpoint.display.clone(),
+                sni: spec.endpoint.sni.clone(),
+                on_disk: on_disk.map(|(cert, _)| cert),
+                served,
+                key_mismatch,
+            });
+        }
     }
 
     fn load_trust_store(&mut self, reported: bool) {
@@ -662,6 +749,43 @@ fn kube_outcome(bytes: &[u8], origin: &str, options: &DecodeOptions<'_>) -> Opti
         })
         .collect();
     Some(FileOutcome::Kube(entries, extracted))
+}
+
+/// The first certificate of a file, as a deployment sees it, with its public key id.
+fn leaf_of(bytes: &[u8]) -> Option<(DeployedCert, certvigil_core::cert::KeyId)> {
+    let der = decode(bytes, &DecodeOptions::default())
+        .certs
+        .into_iter()
+        .next()?;
+    let cert = certvigil_core::Certificate::from_der(&der).ok()?;
+    Some((
+        DeployedCert {
+            fingerprint: cert.fingerprint,
+            serial: cert.serial_hex(),
+            not_after: cert.not_after,
+        },
+        cert.key_id,
+    ))
+}
+
+fn inventory_leaf(
+    inventory: &Inventory,
+    source: &certvigil_core::inventory::Source,
+) -> Option<DeployedCert> {
+    let cert = inventory.cert(*source.certs.first()?);
+    Some(DeployedCert {
+        fingerprint: cert.fingerprint,
+        serial: cert.serial_hex(),
+        not_after: cert.not_after,
+    })
+}
+
+/// The SNI a probe sends when none is configured: the host, unless it is an IP address.
+fn sni_default(spec: &EndpointSpec) -> Option<String> {
+    spec.host
+        .parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| spec.host.clone())
 }
 
 /// Files decoded in parallel before their results join the inventory.
