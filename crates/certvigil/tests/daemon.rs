@@ -316,3 +316,59 @@ fn renewed_but_not_reloaded_is_caught_by_handshake() {
         || daemon.metrics().contains(&series(1)),
     );
 }
+
+/// With an hour between scans, only the file watch can explain a quick update: an atomic
+/// rename (how renewals write) and a kubelet-style `..data` symlink swap.
+#[test]
+fn file_changes_trigger_a_rescan_without_waiting_for_the_interval() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Watch");
+    let certs = dir.path().join("certs");
+    write(&certs, "root.pem", &pki.root.cert.pem);
+    let volume = dir.path().join("secret");
+    let first_gen = volume.join("..2026_01_01");
+    let old = pki.leaf(&Spec::leaf("old.example"));
+    write(&first_gen, "tls.crt", pki.fullchain(&old));
+    symlink("..2026_01_01", volume.join("..data")).unwrap();
+    symlink("..data/tls.crt", volume.join("tls.crt")).unwrap();
+
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!(
+        "[[source]]\npath = \"{}\"\n[[source]]\npath = \"{}\"\n",
+        certs.display(),
+        volume.display()
+    );
+    let text = config(dir.path(), port, &sources)
+        .replace("scan_interval = \"1s\"", "scan_interval = \"1h\"");
+    std::fs::write(&config_path, text).unwrap();
+    let daemon = Daemon::start(&config_path, port);
+    let fingerprint =
+        |der: &[u8]| certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(der));
+    assert!(daemon.metrics().contains(&fingerprint(&old.der)));
+
+    // Renewal-style write: a temporary file renamed over the final name.
+    let renewed = pki.leaf(&Spec::leaf("renewed.example"));
+    write(&certs, ".renewed.pem.tmp", &renewed.pem);
+    std::fs::rename(certs.join(".renewed.pem.tmp"), certs.join("renewed.pem")).unwrap();
+    wait_for(
+        "the renamed-in certificate",
+        Duration::from_secs(10),
+        || daemon.metrics().contains(&fingerprint(&renewed.der)),
+    );
+
+    // The kubelet's atomic update: a new timestamped directory, then `..data` swapped to it.
+    let rotated = pki.leaf(&Spec::leaf("rotated.example"));
+    write(
+        &volume.join("..2026_02_01"),
+        "tls.crt",
+        pki.fullchain(&rotated),
+    );
+    symlink("..2026_02_01", volume.join("..data_tmp")).unwrap();
+    std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+    wait_for("the rotated Secret", Duration::from_secs(10), || {
+        let metrics = daemon.metrics();
+        metrics.contains(&fingerprint(&rotated.der)) && !metrics.contains(&fingerprint(&old.der))
+    });
+}

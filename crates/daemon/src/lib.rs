@@ -21,6 +21,8 @@ use certvigil_config::{Config, SourceConfig};
 use certvigil_core::check;
 use certvigil_report::{Report, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
+
+mod watch;
 use tokio::sync::Notify;
 
 /// What the daemon serves between scans.
@@ -32,8 +34,8 @@ struct Snapshot {
 struct Shared {
     config: RwLock<Arc<Config>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
-    /// Wakes the scanner early (after a reload).
-    rescan: Notify,
+    /// Wakes the scanner early (after a reload or a file change).
+    rescan: Arc<Notify>,
     link_cache: Option<PathBuf>,
 }
 
@@ -83,7 +85,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
-        rescan: Notify::new(),
+        rescan: Arc::new(Notify::new()),
         link_cache,
     });
     tokio::spawn(scan_loop(shared.clone()));
@@ -101,6 +103,12 @@ async fn serve(
         .map_err(DaemonError::Serve)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+impl Shared {
+    fn rescan_notify(&self) -> Arc<Notify> {
+        self.rescan.clone()
+    }
 }
 
 fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
@@ -144,15 +152,18 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn scan_loop(shared: Arc<Shared>) {
+    let mut watcher = watch::Watcher::new(shared.rescan_notify());
     loop {
         let config = shared
             .config
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        watcher.update(&watched_paths(&config));
+        let polling = watcher.polling.clone();
         let cache = shared.link_cache.clone();
         let started = Instant::now();
-        let job = tokio::task::spawn_blocking(move || scan_once(&config, cache));
+        let job = tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling));
         match job.await {
             Ok(snapshot) => {
                 *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
@@ -178,7 +189,30 @@ async fn scan_loop(shared: Arc<Shared>) {
 }
 
 /// One pass of the same pipeline as `certvigil scan`, rendered for serving.
-fn scan_once(config: &Config, link_cache: Option<PathBuf>) -> Snapshot {
+/// Paths whose changes should trigger a rescan: file and directory sources, target files, or
+/// the standard locations when no source is configured.
+fn watched_paths(config: &Config) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = config
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            SourceConfig::Path { path } => Some(path.clone()),
+            SourceConfig::Endpoint(_) => None,
+        })
+        .collect();
+    for target in &config.targets {
+        paths.push(target.cert.clone());
+        paths.extend(target.key.clone());
+    }
+    if config.sources.is_empty() && config.targets.is_empty() {
+        paths.extend(
+            certvigil_source::truststore::STANDARD_LOCATIONS.iter().map(PathBuf::from),
+        );
+    }
+    paths
+}
+
+fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -> Snapshot {
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
@@ -201,6 +235,7 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>) -> Snapshot {
     let findings = check::run(&inventory, &policy);
     let mut report = Report::new(&inventory, &findings, &policy);
     report.scan_seconds = Some(started.elapsed().as_secs_f64());
+    report.watch_polling = polling;
     let mut metrics = Vec::new();
     let mut status = Vec::new();
     if let Err(e) = prom::write(&report, &mut metrics) {

@@ -20,6 +20,8 @@ pub struct Report<'a> {
     pub policy: &'a Policy,
     /// How long the scan took, when the caller measured it (the daemon does).
     pub scan_seconds: Option<f64>,
+    /// Paths the daemon could not watch and only rescans on its interval.
+    pub watch_polling: &'a [String],
 }
 
 impl<'a> Report<'a> {
@@ -29,6 +31,7 @@ impl<'a> Report<'a> {
             findings,
             policy,
             scan_seconds: None,
+            watch_polling: &[],
         }
     }
 

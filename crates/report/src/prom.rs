@@ -23,6 +23,7 @@ pub const SCAN_TIMESTAMP: &str = "certvigil_scan_timestamp_seconds";
 pub const SCAN_DURATION: &str = "certvigil_scan_duration_seconds";
 pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
+pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
 
 /// Every metric family this renderer can emit, with its type and help (docs/metrics.md).
@@ -79,6 +80,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "How long the last scan took, in seconds (daemon only).",
     ),
     (BUILD_INFO, "gauge", "certvigil version; always 1."),
+    (
+        WATCH_POLLING,
+        "gauge",
+        "1 for a path the daemon cannot watch (inotify limit) and only rescans on its interval.",
+    ),
     (
         TARGET_SERVED_MATCHES_DISK,
         "gauge",
@@ -259,6 +265,13 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 label(&deployment.endpoint),
                 u8::from(matches)
             )?;
+        }
+    }
+
+    if !report.watch_polling.is_empty() {
+        header(&mut out, WATCH_POLLING)?;
+        for path in report.watch_polling {
+            writeln!(out, "{WATCH_POLLING}{{path=\"{}\"}} 1", label(path))?;
         }
     }
 
