@@ -21,17 +21,33 @@ fn free_port() -> u16 {
 
 /// A plain HTTP/1.0 GET: (status, body).
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    get_with(port, path, "")
+}
+
+/// A GET with extra header lines (each ending in CRLF): (status, body).
+fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
+    let (status, raw) = get_raw(port, path, headers)?;
+    Some((
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    ))
+}
+
+/// A GET with extra header lines: (status, the whole response with its headers).
+fn get_raw(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+    Some((status, response))
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
@@ -117,6 +133,17 @@ fn serves_rescans_reloads_and_stops() {
     assert_eq!(status, 200);
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["format_version"], 1);
+    let accept = "Accept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5\r\n";
+    let (status, raw) = get_raw(port, "/metrics", accept).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        raw.to_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{raw}"
+    );
+    assert!(raw.ends_with("# EOF\n"));
+    let (_, plain) = get_raw(port, "/metrics", "").unwrap();
+    assert!(plain.contains("text/plain; version=0.0.4") && !plain.contains("# EOF"));
 
     // A certificate that appears later is picked up by the next scan.
     let second = pki.leaf(&Spec::leaf("second.example"));

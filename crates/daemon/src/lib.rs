@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use certvigil_config::{Config, SourceConfig};
@@ -119,17 +119,25 @@ fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
         .clone()
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    match current(&shared) {
-        Some(snapshot) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            snapshot.metrics.clone(),
-        )
-            .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+/// Prometheus text by default; OpenMetrics when the scraper asks for it (Prometheus does).
+/// Every family is a gauge, whose lines are the same in both formats; OpenMetrics only adds
+/// the closing `# EOF`.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(snapshot) = current(&shared) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
+    };
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        let body = format!("{}# EOF\n", snapshot.metrics);
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    } else {
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ([(header::CONTENT_TYPE, content_type)], snapshot.metrics.clone()).into_response()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Renderers over a finished scan: the text table, the versioned JSON wire format, Prometheus
 //! textfile exposition, the Nagios plugin line and the detailed `inspect` view.
 
+pub mod compat;
 pub mod inspect;
 pub mod json;
 pub mod nagios;
