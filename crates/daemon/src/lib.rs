@@ -5,6 +5,7 @@
 //! SIGHUP re-reads the configuration (a bad one is rejected with every error logged, and the
 //! old one stays); SIGTERM and SIGINT stop the server cleanly.
 
+pub mod systemd;
 
 use std::io;
 use std::net::SocketAddr;
