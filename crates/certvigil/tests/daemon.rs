@@ -217,7 +217,10 @@ fn a_real_prometheus_scrapes_the_daemon() {
         "[[source]]\npath = \"{}\"\n",
         dir.path().join("certs").display()
     );
-    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    // With the x509-certificate-exporter names too: both must survive a real scrape.
+    let text = config(dir.path(), port, &sources)
+        .replace("[daemon]\n", "[daemon]\nx509_exporter_compat = true\n");
+    std::fs::write(&config_path, text).unwrap();
     let _daemon = Daemon::start(&config_path, port);
 
     let prom_port = free_port();
@@ -255,12 +258,15 @@ fn a_real_prometheus_scrapes_the_daemon() {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
+    let compat = get(prom_port, "/api/v1/query?query=x509_cert_not_after");
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     assert!(
         found,
         "Prometheus never stored the certificate's series; last answer: {last}"
     );
+    let (_, compat) = compat.expect("query x509_cert_not_after");
+    assert!(compat.contains("scraped.example"), "compat series missing: {compat}");
 }
 
 fn leaf_fingerprint(der: &[u8]) -> String {

@@ -43,6 +43,9 @@ pub struct DaemonConfig {
     pub system_trust: bool,
     /// Remember verified signatures between scans (in memory for the daemon's lifetime).
     pub signature_cache: bool,
+    /// Also emit x509-certificate-exporter's metric names and labels, for existing alerts and
+    /// dashboards.
+    pub x509_exporter_compat: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -262,7 +265,13 @@ impl Validator {
         self.known_keys(
             "daemon",
             table,
-            &["listen", "scan_interval", "system_trust", "signature_cache"],
+            &[
+                "listen",
+                "scan_interval",
+                "system_trust",
+                "signature_cache",
+                "x509_exporter_compat",
+            ],
         );
         let listen = self
             .string(table, "daemon", "listen")
@@ -284,6 +293,7 @@ impl Validator {
             scan_interval,
             system_trust: self.boolean(table, "daemon", "system_trust", true),
             signature_cache: self.boolean(table, "daemon", "signature_cache", true),
+            x509_exporter_compat: self.boolean(table, "daemon", "x509_exporter_compat", false),
         }
     }
 

@@ -5,7 +5,6 @@
 //! SIGHUP re-reads the configuration (a bad one is rejected with every error logged, and the
 //! old one stays); SIGTERM and SIGINT stop the server cleanly.
 
-pub mod systemd;
 
 use std::io;
 use std::net::SocketAddr;
@@ -249,6 +248,11 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
     let mut status = Vec::new();
     if let Err(e) = prom::write(&report, &mut metrics) {
         tracing::error!(error = %e, "rendering metrics failed");
+    }
+    if config.daemon.x509_exporter_compat
+        && let Err(e) = certvigil_report::compat::write_x509_exporter(&report, &mut metrics)
+    {
+        tracing::error!(error = %e, "rendering x509-certificate-exporter metrics failed");
     }
     if let Err(e) = json::write(&report, &mut status) {
         tracing::error!(error = %e, "rendering status failed");
