@@ -493,6 +493,11 @@ fn write_output(
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     render(tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
+    // Reports hold no secrets, and the textfile collector runs as another user.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;

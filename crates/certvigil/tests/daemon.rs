@@ -266,7 +266,10 @@ fn a_real_prometheus_scrapes_the_daemon() {
         "Prometheus never stored the certificate's series; last answer: {last}"
     );
     let (_, compat) = compat.expect("query x509_cert_not_after");
-    assert!(compat.contains("scraped.example"), "compat series missing: {compat}");
+    assert!(
+        compat.contains("scraped.example"),
+        "compat series missing: {compat}"
+    );
 }
 
 fn leaf_fingerprint(der: &[u8]) -> String {
@@ -404,4 +407,63 @@ fn file_changes_trigger_a_rescan_without_waiting_for_the_interval() {
         let metrics = daemon.metrics();
         metrics.contains(&fingerprint(&rotated.der)) && !metrics.contains(&fingerprint(&old.der))
     });
+}
+
+/// The sd_notify protocol as systemd sees it, on a real datagram socket.
+#[test]
+fn tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    std::fs::write(
+        &config_path,
+        config(dir.path(), port, "[[source]]\npath = \"/nonexistent\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certvigil"))
+        .args(["daemon", "--no-cache", "--config"])
+        .arg(&config_path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let receive_until = |needle: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never received {needle}; got {seen:?}"
+            );
+            if let Ok(n) = socket.recv(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.push('|');
+            }
+        }
+    };
+    receive_until("READY=1", &mut seen);
+    receive_until("WATCHDOG=1", &mut seen);
+    seen.clear();
+    let kill = |signal: &str| {
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(kill("-HUP").success());
+    receive_until("RELOADING=1", &mut seen);
+    assert!(seen.contains("MONOTONIC_USEC="), "{seen}");
+    receive_until("READY=1", &mut seen);
+    assert!(kill("-TERM").success());
+    receive_until("STOPPING=1", &mut seen);
+    assert!(child.wait().unwrap().success());
 }

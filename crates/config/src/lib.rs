@@ -374,11 +374,11 @@ impl Validator {
             );
             return None;
         };
-        if let Some(sni) = self.string(table, &prefix, "sni") {
+        if let Some(sni) = self.string(table, prefix, "sni") {
             spec.sni = Some(sni);
         }
-        spec.timeout = self.duration(table, &prefix, "timeout", spec.timeout);
-        if let Some(starttls) = self.string(table, &prefix, "starttls") {
+        spec.timeout = self.duration(table, prefix, "timeout", spec.timeout);
+        if let Some(starttls) = self.string(table, prefix, "starttls") {
             spec.starttls = match starttls.as_str() {
                 "smtp" => Some(StartTls::Smtp),
                 "imap" => Some(StartTls::Imap),
@@ -408,9 +408,9 @@ impl Validator {
             ),
         }
         let cert = self
-            .string(table, &prefix, "client_cert")
+            .string(table, prefix, "client_cert")
             .map(PathBuf::from);
-        let key = self.string(table, &prefix, "client_key").map(PathBuf::from);
+        let key = self.string(table, prefix, "client_key").map(PathBuf::from);
         if cert.is_some() != key.is_some() {
             self.error(prefix, "client_cert and client_key go together");
         }

@@ -5,12 +5,13 @@
 //! SIGHUP re-reads the configuration (a bad one is rejected with every error logged, and the
 //! old one stays); SIGTERM and SIGINT stop the server cleanly.
 
+pub mod systemd;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -18,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use certvigil_config::{Config, SourceConfig};
-use certvigil_core::check;
+use certvigil_core::check::{self, Severity};
 use certvigil_report::{Report, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
 
@@ -29,6 +30,8 @@ use tokio::sync::Notify;
 struct Snapshot {
     metrics: String,
     status: Vec<u8>,
+    summary: String,
+    finished: Instant,
 }
 
 struct Shared {
@@ -90,6 +93,8 @@ async fn serve(
     });
     tokio::spawn(scan_loop(shared.clone()));
     tokio::spawn(reload_on_hangup(shared.clone(), config_path));
+    let watched = shared.clone();
+    tokio::spawn(async move { systemd::watchdog_loop(move || healthy(&watched)).await });
 
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -109,6 +114,12 @@ impl Shared {
     fn rescan_notify(&self) -> Arc<Notify> {
         self.rescan.clone()
     }
+}
+
+/// For the systemd watchdog: a first scan was published and scans have not stalled.
+fn healthy(shared: &Shared) -> bool {
+    let interval = shared.config.read().unwrap_or_else(|e| e.into_inner()).daemon.scan_interval;
+    current(shared).is_some_and(|s| s.finished.elapsed() < interval * 3 + Duration::from_secs(60))
 }
 
 fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
@@ -174,12 +185,17 @@ async fn scan_loop(shared: Arc<Shared>) {
         let job = tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling));
         match job.await {
             Ok(snapshot) => {
+                let first = current(&shared).is_none();
+                systemd::status(&snapshot.summary);
                 *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(Arc::new(snapshot));
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "scan finished"
                 );
+                if first {
+                    systemd::ready();
+                }
             }
             Err(e) => tracing::error!(error = %e, "scan task failed; keeping the previous results"),
         }
@@ -260,6 +276,13 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
     Snapshot {
         metrics: String::from_utf8_lossy(&metrics).into_owned(),
         status,
+        summary: format!(
+            "{} certificates; {} critical, {} warning findings",
+            report.occurrences().count(),
+            report.count(Severity::Critical),
+            report.count(Severity::Warning)
+        ),
+        finished: Instant::now(),
     }
 }
 
@@ -270,9 +293,11 @@ async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {
         return;
     };
     while hangups.recv().await.is_some() {
+        systemd::reloading();
         let Some(path) = &config_path else {
             tracing::info!("SIGHUP: running on the built-in configuration; rescanning");
             shared.rescan.notify_one();
+            systemd::ready();
             continue;
         };
         match std::fs::read_to_string(path)
@@ -300,6 +325,8 @@ async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {
                 }
             }
         }
+        // systemd waits for READY=1 after RELOADING=1, whether the new file was taken or not.
+        systemd::ready();
     }
 }
 
@@ -316,4 +343,5 @@ async fn stop_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),
     }
+    systemd::stopping();
 }
