@@ -21,6 +21,16 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr; `json` gives one object per event for log pipelines.
+    /// Verbosity comes from CERTVIGIL_LOG (e.g. `info`, `certvigil_daemon=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CERTVIGIL_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -201,8 +211,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -212,15 +222,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("CERTVIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+    }
 }
 
 fn run(cli: Cli) -> Result<u8> {

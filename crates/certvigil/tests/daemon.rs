@@ -467,3 +467,66 @@ fn tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
     receive_until("STOPPING=1", &mut seen);
     assert!(child.wait().unwrap().success());
 }
+
+/// Structured logs: one JSON object per finding that appears, with fingerprint, source and
+/// not_after; never key material.
+#[test]
+fn json_logs_carry_finding_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Logs");
+    let certs = dir.path().join("certs");
+    write(&certs, "root.pem", &pki.root.cert.pem);
+    let expired = pki.leaf(&Spec::leaf("gone.example").valid_days(-60, -2));
+    write(
+        &certs,
+        "gone.pem",
+        format!("{}{}", pki.fullchain(&expired), expired.key_pem()),
+    );
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!("[[source]]\npath = \"{}\"\n", certs.display());
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certvigil"))
+        .args(["--log-format", "json", "daemon", "--no-cache", "--config"])
+        .arg(&config_path)
+        .env("CERTVIGIL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("/readyz", Duration::from_secs(30), || {
+        matches!(get(port, "/readyz"), Some((200, _)))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    child.wait().unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let expired_events: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "finding" && e["check"] == "expired")
+        .collect();
+    assert_eq!(
+        expired_events.len(),
+        1,
+        "logged once, not once per scan: {log}"
+    );
+    let event = expired_events[0];
+    assert_eq!(event["severity"], "critical");
+    assert!(event["source"].as_str().unwrap().ends_with("gone.pem"));
+    assert_eq!(event["fingerprint"].as_str().unwrap().len(), 64);
+    assert!(event["not_after"].as_str().unwrap().ends_with('Z'));
+    assert!(!log.contains("PRIVATE KEY"), "no key material in logs");
+}

@@ -32,6 +32,45 @@ struct Snapshot {
     status: Vec<u8>,
     summary: String,
     finished: Instant,
+    /// Findings of this scan, to log what appeared and what cleared since the last one.
+    findings: Vec<FindingEvent>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FindingEvent {
+    check: &'static str,
+    severity: Severity,
+    source: String,
+    fingerprint: String,
+    not_after: Option<String>,
+    message: String,
+}
+
+impl FindingEvent {
+    fn key(&self) -> (&'static str, &str, &str) {
+        (self.check, &self.source, &self.fingerprint)
+    }
+}
+
+/// One structured log event per finding that appeared or cleared: the log stream is a change
+/// feed, not a copy of /status on every scan.
+fn log_changes(previous: Option<&Snapshot>, current: &Snapshot) {
+    let before: std::collections::HashSet<_> =
+        previous.map(|p| p.findings.iter().map(FindingEvent::key).collect()).unwrap_or_default();
+    let after: std::collections::HashSet<_> = current.findings.iter().map(FindingEvent::key).collect();
+    for f in current.findings.iter().filter(|f| !before.contains(&f.key())) {
+        let not_after = f.not_after.as_deref().unwrap_or("");
+        match f.severity {
+            Severity::Critical => tracing::error!(event = "finding", check = f.check, severity = "critical", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+            Severity::Warning => tracing::warn!(event = "finding", check = f.check, severity = "warning", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+            Severity::Info => tracing::info!(event = "finding", check = f.check, severity = "info", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+        }
+    }
+    if let Some(previous) = previous {
+        for f in previous.findings.iter().filter(|f| !after.contains(&f.key())) {
+            tracing::info!(event = "resolved", check = f.check, source = %f.source, fingerprint = %f.fingerprint, "finding cleared");
+        }
+    }
 }
 
 struct Shared {
@@ -185,7 +224,9 @@ async fn scan_loop(shared: Arc<Shared>) {
         let job = tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling));
         match job.await {
             Ok(snapshot) => {
-                let first = current(&shared).is_none();
+                let previous = current(&shared);
+                let first = previous.is_none();
+                log_changes(previous.as_deref(), &snapshot);
                 systemd::status(&snapshot.summary);
                 *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(Arc::new(snapshot));
@@ -283,6 +324,20 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
             report.count(Severity::Warning)
         ),
         finished: Instant::now(),
+        findings: findings
+            .iter()
+            .map(|f| {
+                let cert = f.fingerprint.and_then(|fp| inventory.find(&fp)).map(|id| inventory.cert(id));
+                FindingEvent {
+                    check: f.check.as_str(),
+                    severity: f.severity,
+                    source: f.location.to_string(),
+                    fingerprint: f.fingerprint.map(|fp| certvigil_core::cert::hex(&fp)).unwrap_or_default(),
+                    not_after: cert.map(|c| certvigil_core::timefmt::rfc3339(c.not_after)),
+                    message: f.message.clone(),
+                }
+            })
+            .collect(),
     }
 }
 
