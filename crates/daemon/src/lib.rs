@@ -63,7 +63,8 @@ fn log_changes(previous: Option<&Snapshot>, current: &Snapshot) {
         match f.severity {
             Severity::Critical => tracing::error!(event = "finding", check = f.check, severity = "critical", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
             Severity::Warning => tracing::warn!(event = "finding", check = f.check, severity = "warning", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
-            Severity::Info => tracing::info!(event = "finding", check = f.check, severity = "info", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+            // Informational findings (a lone leaf without its chain) are common and harmless.
+            Severity::Info => tracing::debug!(event = "finding", check = f.check, severity = "info", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
         }
     }
     if let Some(previous) = previous {
