@@ -643,3 +643,122 @@ fn churn_and_sighup_storm_while_scraped() {
         fds()
     );
 }
+
+/// The shipped alert rules in a real Prometheus scraping the daemon: an expired certificate
+/// fires CertificateExpired, a renewal behind nginx without reload fires CertvigilServedStale,
+/// and the reload clears it. (`for:` is shortened so the test does not wait minutes.)
+#[test]
+fn shipped_alerts_fire_and_clear_in_a_real_prometheus() {
+    use certvigil_testutil::servers::{Certs, NginxSite, nginx};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    let certs = Certs::new("Alerts", &dir.path().join("tls"));
+    let served = certs.local_leaf("web.test");
+    let pair = certs.write_pair("web", &served, false);
+    let web_port = free_port();
+    let nginx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let _nginx = nginx(
+        &nginx_dir,
+        &[NginxSite::new(web_port, &pair).directives("server_name web.test;")],
+    );
+    let expired = certs.pki.leaf(&Spec::leaf("old.test").valid_days(-90, -1));
+    write(&dir.path().join("fixtures"), "old.pem", &expired.pem);
+
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!(
+        "[[source]]\npath = \"{}\"\n[[target]]\nname = \"web\"\ncert = \"{}\"\nendpoint = \"127.0.0.1:{web_port}\"\nsni = \"web.test\"\n",
+        dir.path().join("fixtures").display(),
+        pair.0.display()
+    );
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    let _daemon = Daemon::start(&config_path, port);
+
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/certvigil-alerts.yml"
+    ))
+    .unwrap();
+    let rules: String = rules
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("for:") {
+                l.split("for:").next().unwrap().to_owned() + "for: 0s"
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rules_path = dir.path().join("rules.yml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let prom_port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: certvigil\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+            rules_path.display()
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus) must be installed: scripts/install-deps");
+    let firing = |name: &str| {
+        get(prom_port, "/api/v1/alerts").is_some_and(|(status, body)| {
+            status == 200
+                && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                    v["data"]["alerts"].as_array().is_some_and(|alerts| {
+                        alerts
+                            .iter()
+                            .any(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+                    })
+                })
+        })
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("CertificateExpired firing", Duration::from_secs(60), || {
+            firing("CertificateExpired")
+        });
+        assert!(!firing("CertvigilServedStale"), "nothing is stale yet");
+        let renewed = certs.local_leaf("web.test");
+        certs.write_pair("web", &renewed, false);
+        wait_for(
+            "CertvigilServedStale firing",
+            Duration::from_secs(60),
+            || firing("CertvigilServedStale"),
+        );
+        let reload = Command::new("/usr/sbin/nginx")
+            .args([
+                "-p",
+                &format!("{}/", nginx_dir.display()),
+                "-c",
+                "nginx.conf",
+                "-s",
+                "reload",
+            ])
+            .status()
+            .unwrap();
+        assert!(reload.success());
+        wait_for(
+            "CertvigilServedStale cleared",
+            Duration::from_secs(60),
+            || !firing("CertvigilServedStale"),
+        );
+    }));
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -164,8 +164,13 @@ fn prometheus_output_passes_promtool_and_uses_seconds() {
     ]);
     assert_eq!(run.code, 1, "soon.pem is critical: {}", run.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o644, "node_exporter runs as another user and must read the file");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "node_exporter runs as another user and must read the file"
+    );
     let check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(&out).unwrap())

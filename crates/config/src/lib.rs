@@ -407,9 +407,7 @@ impl Validator {
                 "must be a list of strings, e.g. [\"h2\"]",
             ),
         }
-        let cert = self
-            .string(table, prefix, "client_cert")
-            .map(PathBuf::from);
+        let cert = self.string(table, prefix, "client_cert").map(PathBuf::from);
         let key = self.string(table, prefix, "client_key").map(PathBuf::from);
         if cert.is_some() != key.is_some() {
             self.error(prefix, "client_cert and client_key go together");

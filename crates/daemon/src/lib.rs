@@ -55,20 +55,36 @@ impl FindingEvent {
 /// One structured log event per finding that appeared or cleared: the log stream is a change
 /// feed, not a copy of /status on every scan.
 fn log_changes(previous: Option<&Snapshot>, current: &Snapshot) {
-    let before: std::collections::HashSet<_> =
-        previous.map(|p| p.findings.iter().map(FindingEvent::key).collect()).unwrap_or_default();
-    let after: std::collections::HashSet<_> = current.findings.iter().map(FindingEvent::key).collect();
-    for f in current.findings.iter().filter(|f| !before.contains(&f.key())) {
+    let before: std::collections::HashSet<_> = previous
+        .map(|p| p.findings.iter().map(FindingEvent::key).collect())
+        .unwrap_or_default();
+    let after: std::collections::HashSet<_> =
+        current.findings.iter().map(FindingEvent::key).collect();
+    for f in current
+        .findings
+        .iter()
+        .filter(|f| !before.contains(&f.key()))
+    {
         let not_after = f.not_after.as_deref().unwrap_or("");
         match f.severity {
-            Severity::Critical => tracing::error!(event = "finding", check = f.check, severity = "critical", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
-            Severity::Warning => tracing::warn!(event = "finding", check = f.check, severity = "warning", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+            Severity::Critical => {
+                tracing::error!(event = "finding", check = f.check, severity = "critical", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message)
+            }
+            Severity::Warning => {
+                tracing::warn!(event = "finding", check = f.check, severity = "warning", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message)
+            }
             // Informational findings (a lone leaf without its chain) are common and harmless.
-            Severity::Info => tracing::debug!(event = "finding", check = f.check, severity = "info", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message),
+            Severity::Info => {
+                tracing::debug!(event = "finding", check = f.check, severity = "info", source = %f.source, fingerprint = %f.fingerprint, not_after, message = %f.message)
+            }
         }
     }
     if let Some(previous) = previous {
-        for f in previous.findings.iter().filter(|f| !after.contains(&f.key())) {
+        for f in previous
+            .findings
+            .iter()
+            .filter(|f| !after.contains(&f.key()))
+        {
             tracing::info!(event = "resolved", check = f.check, source = %f.source, fingerprint = %f.fingerprint, "finding cleared");
         }
     }
@@ -158,7 +174,12 @@ impl Shared {
 
 /// For the systemd watchdog: a first scan was published and scans have not stalled.
 fn healthy(shared: &Shared) -> bool {
-    let interval = shared.config.read().unwrap_or_else(|e| e.into_inner()).daemon.scan_interval;
+    let interval = shared
+        .config
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .daemon
+        .scan_interval;
     current(shared).is_some_and(|s| s.finished.elapsed() < interval * 3 + Duration::from_secs(60))
 }
 
@@ -188,7 +209,11 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         ([(header::CONTENT_TYPE, content_type)], body).into_response()
     } else {
         let content_type = "text/plain; version=0.0.4; charset=utf-8";
-        ([(header::CONTENT_TYPE, content_type)], snapshot.metrics.clone()).into_response()
+        (
+            [(header::CONTENT_TYPE, content_type)],
+            snapshot.metrics.clone(),
+        )
+            .into_response()
     }
 }
 
@@ -272,7 +297,9 @@ fn watched_paths(config: &Config) -> Vec<PathBuf> {
     }
     if config.sources.is_empty() && config.targets.is_empty() {
         paths.extend(
-            certvigil_source::truststore::STANDARD_LOCATIONS.iter().map(PathBuf::from),
+            certvigil_source::truststore::STANDARD_LOCATIONS
+                .iter()
+                .map(PathBuf::from),
         );
     }
     paths
@@ -328,12 +355,18 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
         findings: findings
             .iter()
             .map(|f| {
-                let cert = f.fingerprint.and_then(|fp| inventory.find(&fp)).map(|id| inventory.cert(id));
+                let cert = f
+                    .fingerprint
+                    .and_then(|fp| inventory.find(&fp))
+                    .map(|id| inventory.cert(id));
                 FindingEvent {
                     check: f.check.as_str(),
                     severity: f.severity,
                     source: f.location.to_string(),
-                    fingerprint: f.fingerprint.map(|fp| certvigil_core::cert::hex(&fp)).unwrap_or_default(),
+                    fingerprint: f
+                        .fingerprint
+                        .map(|fp| certvigil_core::cert::hex(&fp))
+                        .unwrap_or_default(),
                     not_after: cert.map(|c| certvigil_core::timefmt::rfc3339(c.not_after)),
                     message: f.message.clone(),
                 }

@@ -29,7 +29,10 @@ impl Watcher {
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
                 // Reading a file (our own scans do) is not a change.
-                if events.iter().any(|e| !matches!(e.kind, EventKind::Access(_))) {
+                if events
+                    .iter()
+                    .any(|e| !matches!(e.kind, EventKind::Access(_)))
+                {
                     on_change.notify_one();
                 }
             }
@@ -46,13 +49,19 @@ impl Watcher {
                 None
             }
         };
-        Self { debouncer, watched: Vec::new(), polling: Vec::new() }
+        Self {
+            debouncer,
+            watched: Vec::new(),
+            polling: Vec::new(),
+        }
     }
 
     /// Watches exactly `wanted` (directories recursively, files through their directory).
     /// Paths that do not exist yet are retried on the next call.
     pub(crate) fn update(&mut self, wanted: &[PathBuf]) {
-        let Some(debouncer) = &mut self.debouncer else { return };
+        let Some(debouncer) = &mut self.debouncer else {
+            return;
+        };
         let mut targets: Vec<(PathBuf, RecursiveMode)> = Vec::new();
         for path in wanted {
             let target = if path.is_dir() {
