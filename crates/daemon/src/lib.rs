@@ -243,7 +243,11 @@ async fn scan_loop(shared: Arc<Shared>) {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        watcher.update(&watched_paths(&config));
+        // Watches are set up after the first scan is published, so readiness never waits for
+        // them; a change in between is caught by the rescan the new watches trigger.
+        if current(&shared).is_some() {
+            watcher.update(&watched_paths(&config));
+        }
         let polling = watcher.polling.clone();
         let cache = shared.link_cache.clone();
         let started = Instant::now();
@@ -262,6 +266,14 @@ async fn scan_loop(shared: Arc<Shared>) {
                 );
                 if first {
                     systemd::ready();
+                    // Now set up the watches, and rescan once to cover the gap.
+                    let config = shared
+                        .config
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    watcher.update(&watched_paths(&config));
+                    shared.rescan.notify_one();
                 }
             }
             Err(e) => tracing::error!(error = %e, "scan task failed; keeping the previous results"),

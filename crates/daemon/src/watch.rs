@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
 use tokio::sync::Notify;
 
 /// Events closer together than this become one rescan (a renewal writes several files).
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
 pub(crate) struct Watcher {
-    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    debouncer: Option<Debouncer<RecommendedWatcher, NoCache>>,
     watched: Vec<(PathBuf, RecursiveMode)>,
     /// Paths that could not be watched because the kernel's watch limit ran out.
     pub(crate) polling: Vec<String>,
@@ -42,7 +42,15 @@ impl Watcher {
                 }
             }
         };
-        let debouncer = match new_debouncer(DEBOUNCE, None, handler) {
+        // No file-id cache: it would stat every file under the watched trees up front to track
+        // renames, and a rescan does not need to know what was renamed to what.
+        let debouncer = match new_debouncer_opt::<_, RecommendedWatcher, NoCache>(
+            DEBOUNCE,
+            None,
+            handler,
+            NoCache,
+            notify::Config::default(),
+        ) {
             Ok(debouncer) => Some(debouncer),
             Err(error) => {
                 tracing::warn!(%error, "file watching unavailable; relying on periodic rescans");
