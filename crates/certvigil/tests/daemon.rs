@@ -35,6 +35,23 @@ fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     ))
 }
 
+/// A GET returning raw bytes: (status, headers, body).
+fn get_bytes(port: u16, path: &str, headers: &str) -> Option<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, response[split + 4..].to_vec()))
+}
+
 /// A GET with extra header lines: (status, the whole response with its headers).
 fn get_raw(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -149,6 +166,31 @@ fn serves_rescans_reloads_and_stops() {
         "{raw}"
     );
     assert!(raw.ends_with("# EOF\n"));
+    // Prometheus asks for gzip; the snapshot is kept compressed and sent as is.
+    let (status, head, body) = get_bytes(port, "/metrics", "Accept-Encoding: gzip\r\n").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        head.to_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("certvigil_build_info"));
+    let (_, head, body) = get_bytes(port, "/status", "Accept-Encoding: gzip\r\n").unwrap();
+    assert!(
+        head.to_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut json = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["format_version"],
+        1
+    );
     let (_, plain) = get_raw(port, "/metrics", "").unwrap();
     assert!(plain.contains("text/plain; version=0.0.4") && !plain.contains("# EOF"));
 

@@ -22,14 +22,19 @@ use certvigil_config::{Config, SourceConfig};
 use certvigil_core::check::{self, Severity};
 use certvigil_report::{Report, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 mod watch;
 use tokio::sync::Notify;
 
 /// What the daemon serves between scans.
+/// The rendered outputs are kept gzip-compressed: a hundred thousand certificates make about
+/// 100 MB of exposition text that compresses twentyfold, and Prometheus asks for gzip anyway.
+/// Clients that do not are served a decompressed copy.
 struct Snapshot {
-    metrics: String,
-    status: Vec<u8>,
+    metrics_gz: Vec<u8>,
+    status_gz: Vec<u8>,
     summary: String,
     finished: Instant,
     /// Findings of this scan, to log what appeared and what cleared since the last one.
@@ -193,39 +198,75 @@ fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
 
 /// Prometheus text by default; OpenMetrics when the scraper asks for it (Prometheus does).
 /// Every family is a gauge, whose lines are the same in both formats; OpenMetrics only adds
-/// the closing `# EOF`.
+/// the closing `# EOF`, sent as a second gzip member (gzip allows concatenated members).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some(snapshot) = current(&shared) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
     };
-    let openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    if openmetrics {
-        let body = format!("{}# EOF\n", snapshot.metrics);
-        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-        ([(header::CONTENT_TYPE, content_type)], body).into_response()
-    } else {
-        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    let openmetrics = accepts(&headers, header::ACCEPT, "application/openmetrics-text");
+    let (content_type, mut body) = if openmetrics {
+        let mut body = snapshot.metrics_gz.clone();
+        body.extend_from_slice(&gzip(b"# EOF\n"));
         (
-            [(header::CONTENT_TYPE, content_type)],
-            snapshot.metrics.clone(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body,
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            snapshot.metrics_gz.clone(),
+        )
+    };
+    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+        return (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    body = gunzip(&body);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(snapshot) = current(&shared) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
+    };
+    let content_type = (header::CONTENT_TYPE, "application/json");
+    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+        (
+            [content_type, (header::CONTENT_ENCODING, "gzip")],
+            snapshot.status_gz.clone(),
         )
             .into_response()
+    } else {
+        ([content_type], gunzip(&snapshot.status_gz)).into_response()
     }
 }
 
-async fn status(State(shared): State<Arc<Shared>>) -> Response {
-    match current(&shared) {
-        Some(snapshot) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            snapshot.status.clone(),
-        )
-            .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
-    }
+fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(what))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out);
+    out
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
@@ -341,8 +382,9 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
     let mut report = Report::new(&inventory, &findings, &policy);
     report.scan_seconds = Some(started.elapsed().as_secs_f64());
     report.watch_polling = polling;
-    let mut metrics = Vec::new();
-    let mut status = Vec::new();
+    // Rendered straight into the compressor: the full text never sits in memory.
+    let mut metrics = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut status = GzEncoder::new(Vec::new(), Compression::fast());
     if let Err(e) = prom::write(&report, &mut metrics) {
         tracing::error!(error = %e, "rendering metrics failed");
     }
@@ -355,8 +397,8 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
         tracing::error!(error = %e, "rendering status failed");
     }
     Snapshot {
-        metrics: String::from_utf8_lossy(&metrics).into_owned(),
-        status,
+        metrics_gz: metrics.finish().unwrap_or_default(),
+        status_gz: status.finish().unwrap_or_default(),
         summary: format!(
             "{} certificates; {} critical, {} warning findings",
             report.occurrences().count(),
