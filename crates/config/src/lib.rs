@@ -146,6 +146,20 @@ impl Config {
     }
 }
 
+/// Keys that configure how an endpoint is probed, in `[[source]]` and `[[target]]`.
+const ENDPOINT_OPTIONS: [&str; 6] = [
+    "sni",
+    "alpn",
+    "timeout",
+    "starttls",
+    "client_cert",
+    "client_key",
+];
+
+fn with_endpoint_options<'a>(keys: &[&'a str]) -> Vec<&'a str> {
+    keys.iter().copied().chain(ENDPOINT_OPTIONS).collect()
+}
+
 #[derive(Default)]
 struct Validator {
     errors: Vec<ConfigError>,
@@ -436,18 +450,7 @@ impl Validator {
             self.known_keys(
                 &prefix,
                 table,
-                &[
-                    "name",
-                    "cert",
-                    "key",
-                    "endpoint",
-                    "sni",
-                    "alpn",
-                    "timeout",
-                    "starttls",
-                    "client_cert",
-                    "client_key",
-                ],
+                &with_endpoint_options(&["name", "cert", "key", "endpoint"]),
             );
             let name = self.string(table, &prefix, "name");
             let cert = self.string(table, &prefix, "cert");
@@ -489,29 +492,13 @@ impl Validator {
         self.known_keys(
             &prefix,
             table,
-            &[
-                "path",
-                "endpoint",
-                "sni",
-                "alpn",
-                "timeout",
-                "starttls",
-                "client_cert",
-                "client_key",
-            ],
+            &with_endpoint_options(&["path", "endpoint"]),
         );
         let path = self.string(table, &prefix, "path");
         let endpoint = self.string(table, &prefix, "endpoint");
         match (path, endpoint) {
             (Some(path), None) => {
-                for key in [
-                    "sni",
-                    "alpn",
-                    "timeout",
-                    "starttls",
-                    "client_cert",
-                    "client_key",
-                ] {
+                for key in ENDPOINT_OPTIONS {
                     if table.contains_key(key) {
                         self.error(format!("{prefix}.{key}"), "applies to endpoints only");
                     }

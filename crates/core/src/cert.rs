@@ -234,15 +234,21 @@ pub enum SubjectAltName {
     Other(Box<str>),
 }
 
+impl SubjectAltName {
+    pub fn as_ref(&self) -> SanRef<'_> {
+        match self {
+            Self::Dns(name) => SanRef::Dns(name),
+            Self::Ip(ip) => SanRef::Ip(*ip),
+            Self::Email(email) => SanRef::Email(email),
+            Self::Uri(uri) => SanRef::Uri(uri),
+            Self::Other(other) => SanRef::Other(other),
+        }
+    }
+}
+
 impl fmt::Display for SubjectAltName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dns(name) => write!(f, "DNS:{name}"),
-            Self::Ip(ip) => write!(f, "IP:{ip}"),
-            Self::Email(email) => write!(f, "email:{email}"),
-            Self::Uri(uri) => write!(f, "URI:{uri}"),
-            Self::Other(other) => f.write_str(other),
-        }
+        self.as_ref().fmt(f)
     }
 }
 

@@ -172,6 +172,14 @@ async fn serve(
 }
 
 impl Shared {
+    /// The configuration in force (SIGHUP may replace it between calls).
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn rescan_notify(&self) -> Arc<Notify> {
         self.rescan.clone()
     }
@@ -179,12 +187,7 @@ impl Shared {
 
 /// For the systemd watchdog: a first scan was published and scans have not stalled.
 fn healthy(shared: &Shared) -> bool {
-    let interval = shared
-        .config
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .daemon
-        .scan_interval;
+    let interval = shared.config().daemon.scan_interval;
     current(shared).is_some_and(|s| s.finished.elapsed() < interval * 3 + Duration::from_secs(60))
 }
 
@@ -279,11 +282,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 async fn scan_loop(shared: Arc<Shared>) {
     let mut watcher = watch::Watcher::new(shared.rescan_notify());
     loop {
-        let config = shared
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = shared.config();
         // Watches are set up after the first scan is published, so readiness never waits for
         // them; a change in between is caught by the rescan the new watches trigger.
         if current(&shared).is_some() {
@@ -308,23 +307,14 @@ async fn scan_loop(shared: Arc<Shared>) {
                 if first {
                     systemd::ready();
                     // Now set up the watches, and rescan once to cover the gap.
-                    let config = shared
-                        .config
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone();
+                    let config = shared.config();
                     watcher.update(&watched_paths(&config));
                     shared.rescan.notify_one();
                 }
             }
             Err(e) => tracing::error!(error = %e, "scan task failed; keeping the previous results"),
         }
-        let interval = shared
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .daemon
-            .scan_interval;
+        let interval = shared.config().daemon.scan_interval;
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shared.rescan.notified() => {}
@@ -448,14 +438,7 @@ async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {
             .and_then(|text| Config::parse(&text).map_err(|errors| errors.to_string()))
         {
             Ok(config) => {
-                if config.daemon.listen
-                    != shared
-                        .config
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .daemon
-                        .listen
-                {
+                if config.daemon.listen != shared.config().daemon.listen {
                     tracing::warn!("SIGHUP: daemon.listen changed; it takes effect on restart");
                 }
                 *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);

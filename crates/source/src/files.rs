@@ -277,10 +277,15 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
             max
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.len().min(max) as usize);
-    // The size can change under us (a file being written); never read past the limit.
-    file.by_ref()
-        .take(max + 1)
+    let bytes = Vec::with_capacity(meta.len().min(max) as usize);
+    read_rest(&mut file, bytes, max)
+}
+
+/// Reads the rest of `file` after `bytes`. The size can change under us (a file being
+/// written), so the read never goes past the limit.
+fn read_rest(file: &mut File, mut bytes: Vec<u8>, max: u64) -> Result<Vec<u8>, String> {
+    let already = bytes.len() as u64;
+    file.take(max + 1 - already)
         .read_to_end(&mut bytes)
         .map_err(|e| describe_io_error(&e))?;
     if bytes.len() as u64 > max {
@@ -324,16 +329,7 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         ));
     }
     bytes.reserve(len.saturating_sub(filled as u64) as usize);
-    file.by_ref()
-        .take(max + 1 - filled as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|e| describe_io_error(&e))?;
-    if bytes.len() as u64 > max {
-        return Err(format!(
-            "skipped: grew past the {max} byte limit while being read"
-        ));
-    }
-    Ok(bytes)
+    read_rest(&mut file, bytes, max)
 }
 
 /// Writes a file so readers see the old or the new content, never a mix: a temporary file in

@@ -422,21 +422,31 @@ impl Scanner<'_> {
                     }
                 }
                 FileOutcome::Kube(entries, extracted) => {
-                    for (location, mut content, der) in entries {
-                        self.new_links.append(&mut content.newly_verified);
-                        let mut new = NewSource::new(location);
-                        new.expect = self.options.expect.clone();
-                        new.retain_der = Some(der);
-                        self.inventory.add_source(new, content);
-                    }
-                    for (location, reason) in extracted.errors {
-                        self.inventory
-                            .add_problem(location, ProblemKind::Parse, reason);
-                    }
-                    referenced.extend(extracted.referenced);
+                    referenced.extend(self.add_kube(entries, extracted));
                 }
             }
         }
+    }
+
+    /// Adds the certificate-bearing entries of kube documents; returns the files a kubeconfig
+    /// refers to.
+    fn add_kube(
+        &mut self,
+        entries: Vec<(Location, SourceContent, Vec<Vec<u8>>)>,
+        extracted: kube::Extracted,
+    ) -> Vec<(PathBuf, Option<PathBuf>)> {
+        for (location, mut content, der) in entries {
+            self.new_links.append(&mut content.newly_verified);
+            let mut new = NewSource::new(location);
+            new.expect = self.options.expect.clone();
+            new.retain_der = Some(der);
+            self.inventory.add_source(new, content);
+        }
+        for (location, reason) in extracted.errors {
+            self.inventory
+                .add_problem(location, ProblemKind::Parse, reason);
+        }
+        extracted.referenced
     }
 
     /// Files a kubeconfig names: read them too, pairing certificate and key explicitly.
@@ -495,16 +505,8 @@ impl Scanner<'_> {
                 self.inventory.add_source(new, content);
             }
             FileOutcome::Kube(entries, extracted) => {
-                for (location, content, der) in entries {
-                    let mut new = NewSource::new(location);
-                    new.expect = self.options.expect.clone();
-                    new.retain_der = Some(der);
-                    self.inventory.add_source(new, content);
-                }
-                for (location, reason) in extracted.errors {
-                    self.inventory
-                        .add_problem(location, ProblemKind::Parse, reason);
-                }
+                // stdin names no directory, so files a kubeconfig references are not followed.
+                let _ = self.add_kube(entries, extracted);
             }
             FileOutcome::Unreadable(reason) => {
                 self.inventory
