@@ -122,6 +122,51 @@ impl Daemon {
     }
 }
 
+/// A real Prometheus scraping `target_port` every second (evaluating `rules` every second),
+/// killed when dropped, also when an assertion fails.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target_port: u16, rules: Option<&Path>) -> Self {
+        let port = free_port();
+        let rule_files = rules.map_or_else(String::new, |r| {
+            format!("rule_files: ['{}']\n", r.display())
+        });
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: certvigil\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "prometheus (Debian package prometheus) must be installed: scripts/install-deps",
+            );
+        Self { child, port }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -265,26 +310,8 @@ fn a_real_prometheus_scrapes_the_daemon() {
     std::fs::write(&config_path, text).unwrap();
     let _daemon = Daemon::start(&config_path, port);
 
-    let prom_port = free_port();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: certvigil\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus) must be installed: scripts/install-deps");
+    let prometheus = Prometheus::start(dir.path(), port, None);
+    let prom_port = prometheus.port;
     let query = "/api/v1/query?query=certvigil_cert_not_after_timestamp_seconds";
     let mut last = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -301,8 +328,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
         std::thread::sleep(Duration::from_millis(250));
     };
     let compat = get(prom_port, "/api/v1/query?query=x509_cert_not_after");
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert!(
         found,
         "Prometheus never stored the certificate's series; last answer: {last}"
@@ -735,27 +761,8 @@ fn shipped_alerts_fire_and_clear_in_a_real_prometheus() {
         .join("\n");
     let rules_path = dir.path().join("rules.yml");
     std::fs::write(&rules_path, rules).unwrap();
-    let prom_port = free_port();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: certvigil\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
-            rules_path.display()
-        ),
-    )
-    .unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus) must be installed: scripts/install-deps");
+    let prometheus = Prometheus::start(dir.path(), port, Some(&rules_path));
+    let prom_port = prometheus.port;
     let firing = |name: &str| {
         get(prom_port, "/api/v1/alerts").is_some_and(|(status, body)| {
             status == 200
@@ -768,7 +775,7 @@ fn shipped_alerts_fire_and_clear_in_a_real_prometheus() {
                 })
         })
     };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    {
         wait_for("CertificateExpired firing", Duration::from_secs(60), || {
             firing("CertificateExpired")
         });
@@ -797,10 +804,5 @@ fn shipped_alerts_fire_and_clear_in_a_real_prometheus() {
             Duration::from_secs(60),
             || !firing("CertvigilServedStale"),
         );
-    }));
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
     }
 }
