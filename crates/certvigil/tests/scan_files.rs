@@ -830,3 +830,27 @@ fn verified_signatures_are_cached_and_bad_ones_are_never() {
     );
     assert!(no_cache.stderr.contains("cached=0"), "{}", no_cache.stderr);
 }
+
+#[test]
+fn oversized_stdin_is_reported_not_truncated() {
+    let pki = Pki::new("Stdin");
+    let mut input = pki.leaf(&Spec::leaf("big.example")).pem.into_bytes();
+    input.extend(std::iter::repeat_n(b'\n', 4096));
+    let run = certvigil_with(
+        &[
+            "scan",
+            "-f",
+            "json",
+            "--no-system-trust",
+            "--max-file-size",
+            "1024",
+            "-",
+        ],
+        Some(&input),
+        &[],
+    );
+    let report = run.json();
+    let msg = message_of(&report, "read_error", "stdin");
+    assert!(msg.contains("byte limit"), "{msg}");
+    assert!(report["certificates"].as_array().unwrap().is_empty());
+}

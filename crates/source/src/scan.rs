@@ -493,6 +493,12 @@ impl Scanner<'_> {
                 .add_problem(location, ProblemKind::Read, e.to_string());
             return;
         }
+        if bytes.len() as u64 > max {
+            let reason = format!("skipped: more than the {max} byte limit (--max-file-size)");
+            self.inventory
+                .add_problem(location, ProblemKind::Read, reason);
+            return;
+        }
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
         };
