@@ -110,6 +110,23 @@ pub fn generate_key(key_type: KeyType) -> Result<(rcgen::KeyPair, SecretPem), rc
     Ok((pair, pem))
 }
 
+/// Where the certificate's key comes from: a fresh one per issuance (the default) or the key
+/// of the previous generation, for services that pin it.
+#[derive(Clone, Debug)]
+pub enum KeyChoice {
+    Generate(KeyType),
+    Reuse(SecretPem),
+}
+
+impl KeyChoice {
+    pub fn key_pair(&self) -> Result<(rcgen::KeyPair, SecretPem), rcgen::Error> {
+        match self {
+            Self::Generate(key_type) => generate_key(*key_type),
+            Self::Reuse(pem) => Ok((rcgen::KeyPair::from_pem(pem.expose())?, pem.clone())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

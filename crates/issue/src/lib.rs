@@ -10,7 +10,7 @@ mod secret;
 mod staging;
 mod validate;
 
-pub use key_type::{KeyType, generate_key};
+pub use key_type::{KeyChoice, KeyType, generate_key};
 pub use secret::SecretPem;
 pub use staging::{Generation, Staging, StagingError};
 pub use validate::{Identifier, ValidationError};
