@@ -15,6 +15,7 @@ pub mod key;
 pub mod linkcache;
 pub mod oid;
 pub mod pem;
+pub mod renewal;
 pub mod timefmt;
 pub mod verify;
 
