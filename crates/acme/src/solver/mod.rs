@@ -1,0 +1,80 @@
+//! How challenges are answered. Every presented challenge is remembered so that it is cleaned
+//! up on every path, success or failure.
+
+mod http01;
+mod tlsalpn01;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use http01::Http01Responder;
+use instant_acme::{ChallengeType, KeyAuthorization};
+pub use tlsalpn01::TlsAlpnResponder;
+
+#[derive(Clone)]
+pub enum Solver {
+    /// The built-in responder; the CA must reach it on port 80 (or the test's port).
+    Http01(Arc<Http01Responder>),
+    /// Files under the document root of a web server that already owns port 80.
+    Webroot(PathBuf),
+    TlsAlpn01(Arc<TlsAlpnResponder>),
+}
+
+/// A challenge answer that is live and must be removed.
+pub(crate) enum Presented {
+    Http01(Arc<Http01Responder>, String),
+    Webroot(PathBuf),
+    TlsAlpn01(Arc<TlsAlpnResponder>, String),
+}
+
+impl Solver {
+    pub(crate) fn challenge_type(&self) -> ChallengeType {
+        match self {
+            Self::Http01(_) | Self::Webroot(_) => ChallengeType::Http01,
+            Self::TlsAlpn01(_) => ChallengeType::TlsAlpn01,
+        }
+    }
+
+    /// Makes the answer to one challenge available; `identifier` is the bare name or address.
+    pub(crate) async fn present(
+        &self,
+        identifier: &str,
+        token: &str,
+        key_authorization: &KeyAuthorization,
+    ) -> Result<Presented, String> {
+        match self {
+            Self::Http01(responder) => {
+                responder.present(token, key_authorization.as_str());
+                Ok(Presented::Http01(responder.clone(), token.to_owned()))
+            }
+            Self::Webroot(root) => {
+                let file = http01::webroot_file(root, token)
+                    .ok_or_else(|| format!("the CA sent an unsafe token {token:?}"))?;
+                http01::write_webroot(&file, key_authorization.as_str())
+                    .map_err(|e| format!("writing {}: {e}", file.display()))?;
+                Ok(Presented::Webroot(file))
+            }
+            Self::TlsAlpn01(responder) => {
+                responder.present(identifier, key_authorization.digest().as_ref())?;
+                Ok(Presented::TlsAlpn01(
+                    responder.clone(),
+                    identifier.to_owned(),
+                ))
+            }
+        }
+    }
+}
+
+impl Presented {
+    pub(crate) async fn cleanup(self) {
+        match self {
+            Self::Http01(responder, token) => responder.cleanup(&token),
+            Self::Webroot(file) => {
+                if let Err(e) = std::fs::remove_file(&file) {
+                    tracing::warn!(file = %file.display(), error = %e, "HTTP-01 webroot cleanup failed");
+                }
+            }
+            Self::TlsAlpn01(responder, name) => responder.cleanup(&name),
+        }
+    }
+}

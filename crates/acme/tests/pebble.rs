@@ -1,0 +1,232 @@
+//! Issuance against a real Pebble (Debian `pebble`) on loopback: every challenge type, a CA
+//! that rejects half of all nonces, short-lived certificates the planner sees come due, and
+//! the failure paths (untrusted directory, unreachable responder).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use certvigil_acme::{
+    AcmeClient, AcmeSettings, ErrorClass, Http01Responder, OrderRequest, Outcome, Solver, Step,
+    TlsAlpnResponder,
+};
+use certvigil_core::renewal::{self, Current, Plan, RenewalPolicy};
+use certvigil_core::{DecodeOptions, decode};
+use certvigil_issue::{Identifier, KeyChoice, KeyType};
+use certvigil_testutil::pebble::{Pebble, PebbleOptions};
+
+fn settings(pebble: &Pebble) -> AcmeSettings {
+    let mut settings = AcmeSettings::new(&pebble.directory);
+    settings.ca_roots = vec![pebble.listener_ca.clone()];
+    settings.issued_roots_der = decode(
+        pebble.issuing_root_pem().as_bytes(),
+        &DecodeOptions::default(),
+    )
+    .certs;
+    assert_eq!(settings.issued_roots_der.len(), 1);
+    settings
+}
+
+fn request(names: &[&str]) -> OrderRequest {
+    OrderRequest {
+        identifiers: names.iter().map(|n| Identifier::parse(n)).collect(),
+        key: KeyChoice::Generate(KeyType::EcdsaP256),
+        replaces: None,
+    }
+}
+
+async fn http01(pebble: &Pebble) -> Solver {
+    let addr: SocketAddr = ([127, 0, 0, 1], pebble.http_port).into();
+    Solver::Http01(Arc::new(Http01Responder::bind(addr).await.unwrap()))
+}
+
+/// OpenSSL's own verdict, independent of our validation code.
+fn openssl_verifies(pebble: &Pebble, outcome: &Outcome, dir: &Path) {
+    let root = dir.join("root.pem");
+    let leaf = dir.join("leaf.pem");
+    let chain = dir.join("chain.pem");
+    std::fs::write(&root, pebble.issuing_root_pem()).unwrap();
+    std::fs::write(&leaf, &outcome.issued.leaf_pem).unwrap();
+    std::fs::write(&chain, &outcome.issued.chain_pem).unwrap();
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&chain)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issues_a_chain_that_verifies_and_the_account_is_reused() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let state = pebble.state_dir("state");
+    let account_file = state.join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let outcome = client
+        .issue(&request(&["web.certvigil.test", "www.certvigil.test"]))
+        .await
+        .unwrap();
+    eprintln!("HTTP-01 issuance took {:?}", started.elapsed());
+    assert!(outcome.leaf.dns_names().any(|n| n == "www.certvigil.test"));
+    assert!(!outcome.issued.chain_pem.is_empty());
+    openssl_verifies(&pebble, &outcome, &state);
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&account_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let id = client.account_id().to_owned();
+    drop(client);
+    let again = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+        .await
+        .unwrap();
+    assert_eq!(again.account_id(), id, "the stored account is reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_issues_a_chain_that_verifies() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let addr: SocketAddr = ([127, 0, 0, 1], pebble.tls_port).into();
+    let solver = Solver::TlsAlpn01(Arc::new(TlsAlpnResponder::bind(addr).await.unwrap()));
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, solver)
+        .await
+        .unwrap();
+    let mut req = request(&["alpn.certvigil.test"]);
+    req.key = KeyChoice::Generate(KeyType::Rsa2048);
+    let outcome = client.issue(&req).await.unwrap();
+    assert!(outcome.leaf.dns_names().any(|n| n == "alpn.certvigil.test"));
+    openssl_verifies(&pebble, &outcome, &pebble.state_dir("check"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_of_ten_issuances_succeed_when_half_of_all_nonces_are_rejected() {
+    let pebble = Pebble::start(PebbleOptions {
+        nonce_reject_percent: 50,
+        ..PebbleOptions::default()
+    });
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let name = format!("nonce{i}.certvigil.test");
+        let outcome = client
+            .issue(&request(&[&name]))
+            .await
+            .unwrap_or_else(|e| panic!("issuance {i}: {e}"));
+        assert!(outcome.leaf.dns_names().any(|n| n == name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_120_second_certificate_comes_due_under_the_default_policy() {
+    let pebble = Pebble::start(PebbleOptions {
+        validity_secs: Some(120),
+        ..PebbleOptions::default()
+    });
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+        .await
+        .unwrap();
+    let outcome = client
+        .issue(&request(&["short.certvigil.test"]))
+        .await
+        .unwrap();
+    let leaf = &outcome.leaf;
+    assert!(leaf.lifetime_secs() <= 121, "{}", leaf.lifetime_secs());
+    let current = Current {
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        matches_request: true,
+        ari_renew_at: None,
+    };
+    let policy = RenewalPolicy::default();
+    let now = unix_now();
+    let Plan::NotYet { at } = renewal::plan("short", Some(&current), &policy, now) else {
+        panic!("a certificate issued a moment ago is not due yet");
+    };
+    // Renewal starts with a third of the lifetime left (minus at most 10 % jitter).
+    assert!(
+        at >= leaf.not_after - 44 && at <= leaf.not_after - 40,
+        "at {at}, leaf {leaf:?}"
+    );
+    while unix_now() < at {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let plan = renewal::plan("short", Some(&current), &policy, unix_now());
+    assert!(
+        matches!(plan, Plan::Due(renewal::DueReason::Window { .. })),
+        "{plan:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_directory_is_refused_with_the_reason() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let mut settings = AcmeSettings::new(&pebble.directory);
+    settings.retry.max_transient = 0;
+    let account_file = pebble.state_dir("state").join("account.json");
+    let err = AcmeClient::connect(settings, &account_file, http01(&pebble).await)
+        .await
+        .err()
+        .expect("Pebble's listener CA is not trusted");
+    let text = err.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!account_file.exists(), "no account is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_validation_names_the_identifier_and_the_cas_problem() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    // The responder listens, but not where Pebble's validation authority connects.
+    let wrong: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let responder = Arc::new(Http01Responder::bind(wrong).await.unwrap());
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, Solver::Http01(responder))
+        .await
+        .unwrap();
+    let err = client
+        .issue(&request(&["unreachable.certvigil.test"]))
+        .await
+        .err()
+        .expect("validation cannot succeed");
+    assert_eq!(err.step, Step::Validation, "{err}");
+    assert_eq!(
+        err.identifier.as_deref(),
+        Some("unreachable.certvigil.test")
+    );
+    assert_eq!(err.class(), ErrorClass::Rejected);
+    let text = err.to_string();
+    assert!(
+        text.contains("connection") || text.contains("refused"),
+        "{text}"
+    );
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
