@@ -42,6 +42,8 @@ use std::time::Duration;
 
 use certvigil_core::verify::{SignatureVerdict, verify_signature};
 use certvigil_core::{Certificate, DecodeOptions, decode};
+/// Where a leaf's key comes from (shared with the ACME issuer); SM2 keys are handled here.
+pub use certvigil_issue::KeyChoice;
 use certvigil_issue::{Identifier, Issued, KeyType, SecretPem};
 use der::Decode;
 use serde::{Deserialize, Serialize};
@@ -93,15 +95,6 @@ impl Default for InitOptions {
             intermediate_lifetime: Duration::from_secs(5 * YEAR),
         }
     }
-}
-
-/// Where a leaf's key comes from.
-#[derive(Clone, Debug)]
-pub enum KeyChoice {
-    /// A fresh key (the default: a new key per issuance).
-    Generate(KeyType),
-    /// Certify an existing key, e.g. when the configuration asks to keep keys across renewals.
-    Reuse(SecretPem),
 }
 
 /// One leaf to issue.
