@@ -1,6 +1,7 @@
 //! A throw-away PKI for tests: roots, intermediates and leaves with any validity, names, key
 //! type and usage, built with rcgen.
 
+pub mod bind;
 pub mod etcd;
 pub mod pebble;
 pub mod servers;
