@@ -15,6 +15,8 @@ use certvigil_source::{EndpointSpec, ScanOptions, StartTls, Target, scan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+mod ca_cmd;
+
 /// Find every TLS certificate that matters and check it before it becomes an outage.
 #[derive(Parser)]
 #[command(name = "certvigil", version, about)]
@@ -78,6 +80,9 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The internal CA: create it, issue etcd, gRPC and TLS certificates from it.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
     /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN.
     Check {
@@ -304,6 +309,7 @@ fn run(cli: Cli) -> Result<u8> {
             certvigil_daemon::run(parsed, config, cache)?;
             Ok(0)
         }
+        Command::Ca(command) => ca_cmd::run(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let text =
                 fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
