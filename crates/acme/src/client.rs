@@ -77,6 +77,16 @@ pub struct OrderRequest {
     pub replaces: Option<Vec<u8>>,
 }
 
+/// The CA's suggested renewal window for one certificate (ARI, RFC 9773), unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenewalWindow {
+    pub start: i64,
+    pub end: i64,
+    pub explanation_url: Option<String>,
+    /// When to ask again.
+    pub next_check: SystemTime,
+}
+
 /// A certificate the CA issued and that passed [`Issued::validate`].
 #[derive(Debug)]
 pub struct Outcome {
@@ -196,6 +206,36 @@ impl AcmeClient {
         })
     }
 
+    /// The CA's renewal window for `cert_der`, or `None` when the directory has no ARI.
+    pub async fn renewal_window(
+        &self,
+        cert_der: &[u8],
+    ) -> Result<Option<RenewalWindow>, AcmeError> {
+        let der = CertificateDer::from(cert_der.to_vec());
+        let id = CertificateIdentifier::try_from(&der).map_err(|e| {
+            AcmeError::new(
+                Step::RenewalInfo,
+                ErrorKind::Config(format!("certificate: {e}")),
+            )
+        })?;
+        let mut retrier = self.retrier(Step::RenewalInfo);
+        loop {
+            match self.account.renewal_info(&id).await {
+                Ok((info, retry_after)) => {
+                    let window = info.suggested_window;
+                    return Ok(Some(RenewalWindow {
+                        start: window.start.unix_timestamp(),
+                        end: window.end.unix_timestamp(),
+                        explanation_url: info.explanation_url,
+                        next_check: SystemTime::now() + retry_after,
+                    }));
+                }
+                Err(instant_acme::Error::Unsupported(_)) => return Ok(None),
+                Err(e) => retrier.after(e).await?,
+            }
+        }
+    }
+
     fn retrier(&self, step: Step) -> Retrier<'_> {
         Retrier::new(&self.settings.retry, &self.transport, step)
     }
@@ -205,11 +245,32 @@ impl AcmeClient {
         ids: &[instant_acme::Identifier],
         replaces: Option<&[u8]>,
     ) -> Result<Order, AcmeError> {
+        if let Some(profile) = &self.settings.profile
+            && !self.account.profiles().any(|p| p.name == profile)
+        {
+            let mut offered: Vec<&str> = self.account.profiles().map(|p| p.name).collect();
+            offered.sort_unstable();
+            let offered = if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            };
+            return Err(AcmeError::new(
+                Step::NewOrder,
+                ErrorKind::Config(format!(
+                    "the CA does not offer profile {profile:?} (offered: {offered})"
+                )),
+            ));
+        }
         let mut retrier = self.retrier(Step::NewOrder);
         let replaced = replaces.and_then(|der| {
-            CertificateIdentifier::try_from(&CertificateDer::from(der.to_vec()))
-                .ok()
-                .map(CertificateIdentifier::into_owned)
+            match CertificateIdentifier::try_from(&CertificateDer::from(der.to_vec())) {
+                Ok(id) => Some(id.into_owned()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot name the replaced certificate; ordering without `replaces`");
+                    None
+                }
+            }
         });
         let mut with_replaces = replaced.is_some();
         loop {
@@ -230,6 +291,10 @@ impl AcmeClient {
                     tracing::info!(
                         "the CA says the certificate was already replaced; ordering without `replaces`"
                     );
+                    with_replaces = false;
+                }
+                // The directory has no ARI: `replaces` cannot be sent.
+                Err(instant_acme::Error::Unsupported(_)) if with_replaces => {
                     with_replaces = false;
                 }
                 Err(e) => retrier.after(e).await?,

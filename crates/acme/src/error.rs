@@ -149,9 +149,9 @@ impl AcmeError {
             }
             instant_acme::Error::Api(problem) => ErrorKind::Problem(Box::new(problem)),
             instant_acme::Error::Timeout(_) => ErrorKind::Timeout(std::time::Duration::ZERO),
-            instant_acme::Error::KeyRejected | instant_acme::Error::InvalidUri(_) => {
-                ErrorKind::Config(e.to_string())
-            }
+            instant_acme::Error::KeyRejected
+            | instant_acme::Error::InvalidUri(_)
+            | instant_acme::Error::Unsupported(_) => ErrorKind::Config(e.to_string()),
             other => ErrorKind::Network(chain(&other)),
         };
         Self::new(step, kind)
@@ -173,7 +173,8 @@ impl AcmeError {
                     | "userActionRequired"
                     | "unsupportedIdentifier"
                     | "badSignatureAlgorithm"
-                    | "badPublicKey",
+                    | "badPublicKey"
+                    | "invalidProfile",
                 ) => ErrorClass::Configuration,
                 _ if p.status.is_some_and(|s| s >= 500) => ErrorClass::Transient,
                 _ => ErrorClass::Rejected,

@@ -11,7 +11,7 @@ mod retry;
 mod solver;
 mod transport;
 
-pub use client::{AcmeClient, AcmeSettings, Eab, OrderRequest, Outcome};
+pub use client::{AcmeClient, AcmeSettings, Eab, OrderRequest, Outcome, RenewalWindow};
 pub use error::{AcmeError, ErrorClass, ErrorKind, Step};
 pub use retry::RetryPolicy;
 pub use solver::{Http01Responder, Solver, TlsAlpnResponder};

@@ -14,7 +14,9 @@ use certvigil_acme::{
 };
 use certvigil_core::renewal::{self, Current, Plan, RenewalPolicy};
 use certvigil_core::{DecodeOptions, decode};
+use certvigil_dns01::{Provider, ProviderConfig, Rfc2136Config};
 use certvigil_issue::{Identifier, KeyChoice, KeyType};
+use certvigil_testutil::bind::Bind;
 use certvigil_testutil::pebble::{Pebble, PebbleOptions};
 
 fn settings(pebble: &Pebble) -> AcmeSettings {
@@ -179,6 +181,78 @@ async fn a_120_second_certificate_comes_due_under_the_default_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_through_bind_with_tsig_issues_a_wildcard_and_removes_the_records() {
+    // Pebble's validation authority resolves through this BIND zone; updates are TSIG-signed.
+    let bind = Bind::start(
+        "certvigil.test",
+        &[("dns.certvigil.test", [127, 0, 0, 1].into())],
+    );
+    let pebble = Pebble::start(PebbleOptions {
+        dns_server: Some(bind.addr().to_string()),
+        ..PebbleOptions::default()
+    });
+    let provider = Provider::from_config(&ProviderConfig::Rfc2136(Rfc2136Config {
+        server: bind.addr(),
+        zone: None,
+        tsig_key_name: bind.key_name.clone(),
+        tsig_algorithm: bind.algorithm.clone(),
+        tsig_secret_file: Some(bind.secret_file.clone()),
+        tsig_secret_env: None,
+        ttl: 60,
+        timeout: Duration::from_secs(5),
+        propagation_timeout: Duration::from_secs(20),
+        propagation_servers: vec![bind.addr()],
+    }))
+    .unwrap();
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(
+        settings(&pebble),
+        &account_file,
+        Solver::Dns01(Arc::new(provider)),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let outcome = client
+        .issue(&request(&["dns.certvigil.test", "*.dns.certvigil.test"]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("DNS-01 issuance took {:?}", started.elapsed());
+    assert!(
+        outcome
+            .leaf
+            .dns_names()
+            .any(|n| n == "*.dns.certvigil.test")
+    );
+    openssl_verifies(&pebble, &outcome, &pebble.state_dir("check"));
+    assert!(
+        bind.txt("_acme-challenge.dns.certvigil.test").is_empty(),
+        "challenge records are removed after success"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_offers_no_ari_so_renewal_windows_are_absent_and_replaces_is_dropped() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let account_file = pebble.state_dir("state").join("account.json");
+    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+        .await
+        .unwrap();
+    let first = client
+        .issue(&request(&["ari.certvigil.test"]))
+        .await
+        .unwrap();
+    let der = decode(first.issued.leaf_pem.as_bytes(), &DecodeOptions::default()).certs;
+    assert_eq!(client.renewal_window(&der[0]).await.unwrap(), None);
+    let mut again = request(&["ari.certvigil.test"]);
+    again.replaces = Some(der[0].clone());
+    client
+        .issue(&again)
+        .await
+        .expect("ordered without `replaces`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_directory_is_refused_with_the_reason() {
     let pebble = Pebble::start(PebbleOptions::default());
     let mut settings = AcmeSettings::new(&pebble.directory);
@@ -209,8 +283,7 @@ async fn a_failed_validation_names_the_identifier_and_the_cas_problem() {
     let err = client
         .issue(&request(&["unreachable.certvigil.test"]))
         .await
-        .err()
-        .expect("validation cannot succeed");
+        .expect_err("validation cannot succeed");
     assert_eq!(err.step, Step::Validation, "{err}");
     assert_eq!(
         err.identifier.as_deref(),

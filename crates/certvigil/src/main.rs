@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 mod ca_cmd;
+mod issue_cmd;
 
 /// Find every TLS certificate that matters and check it before it becomes an outage.
 #[derive(Parser)]
@@ -83,6 +84,20 @@ enum Command {
     /// The internal CA: create it, issue etcd, gRPC and TLS certificates from it.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// Issue managed certificates ([[certificate]] in the configuration) now, whatever their
+    /// renewal plan, into the staging area the deploy stage consumes.
+    ///
+    /// Exit status: 0 all issued, 1 at least one failed, 2 configuration error.
+    Issue {
+        /// The [[certificate]] names to issue.
+        names: Vec<String>,
+        /// Issue every configured certificate.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// TOML configuration with [[issuer]] and [[certificate]] entries.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
     /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN.
     Check {
@@ -227,6 +242,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_config(path: &std::path::Path) -> Result<certvigil_config::Config> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    certvigil_config::Config::parse(&text).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
@@ -297,18 +317,14 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Daemon { config, no_cache } => {
             let parsed = match &config {
-                Some(path) => {
-                    let text = fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    certvigil_config::Config::parse(&text)
-                        .map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?
-                }
+                Some(path) => load_config(path)?,
                 None => certvigil_config::Config::embedded_default(),
             };
             let cache = if no_cache { None } else { link_cache_path() };
             certvigil_daemon::run(parsed, config, cache)?;
             Ok(0)
         }
+        Command::Issue { names, all, config } => issue_cmd::run(load_config(&config)?, names, all),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let text =

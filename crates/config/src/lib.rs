@@ -13,6 +13,12 @@ use certvigil_core::check::Policy;
 use certvigil_source::{DeploymentSpec, EndpointSpec, StartTls};
 use toml::{Table, Value};
 
+mod issuance;
+pub use issuance::{
+    AcmeIssuerConfig, CertificateConfig, ChallengeConfig, DEFAULT_STATE_DIR, IssuerConfig,
+    IssuerKind, RenewalConfig, SecretRef,
+};
+
 /// The port the daemon listens on by default: chosen to clear the exporters operators already
 /// run (x509-certificate-exporter 9793, node_exporter textfile 9100, blackbox 9115, ssl_exporter
 /// 9219, 9117, cert-manager 9402) and 8080.
@@ -33,6 +39,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Certificate files tied to the endpoint serving them (drift detection).
     pub targets: Vec<DeploymentSpec>,
+    pub renewal: RenewalConfig,
+    pub issuers: Vec<IssuerConfig>,
+    /// Managed certificates: issued and renewed by certvigil.
+    pub certificates: Vec<CertificateConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,17 +138,35 @@ impl Config {
             }])
         })?;
         let mut v = Validator::default();
-        v.known_keys("", &table, &["daemon", "policy", "source", "target"]);
+        v.known_keys(
+            "",
+            &table,
+            &[
+                "daemon",
+                "policy",
+                "source",
+                "target",
+                "renewal",
+                "issuer",
+                "certificate",
+            ],
+        );
         let daemon = v.daemon(table.get("daemon"));
         let policy = v.policy(table.get("policy"));
         let sources = v.sources(table.get("source"));
         let targets = v.targets(table.get("target"));
+        let renewal = v.renewal(table.get("renewal"));
+        let issuers = v.issuers(table.get("issuer"));
+        let certificates = v.certificates(table.get("certificate"), &issuers);
         if v.errors.is_empty() {
             Ok(Self {
                 daemon,
                 policy,
                 sources,
                 targets,
+                renewal,
+                issuers,
+                certificates,
             })
         } else {
             Err(ConfigErrors(v.errors))

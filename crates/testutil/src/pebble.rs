@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use crate::servers::{Certs, Server, free_port, require, server_dir, write};
 
+#[derive(Default)]
 pub struct PebbleOptions {
     /// PEBBLE_WFE_NONCEREJECT: percentage of good nonces rejected (Pebble's default is 5).
     pub nonce_reject_percent: u32,
@@ -20,18 +21,6 @@ pub struct PebbleOptions {
     /// The DNS server the validation authority asks; `None` starts pebble-challtestsrv.
     pub dns_server: Option<String>,
     pub eab_keys: Vec<(String, String)>,
-}
-
-impl Default for PebbleOptions {
-    fn default() -> Self {
-        Self {
-            nonce_reject_percent: 0,
-            validity_secs: None,
-            authz_reuse_percent: 0,
-            dns_server: None,
-            eab_keys: Vec::new(),
-        }
-    }
 }
 
 pub struct Pebble {

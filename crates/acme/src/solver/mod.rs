@@ -7,6 +7,8 @@ mod tlsalpn01;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use certvigil_dns01::{Provider, TxtRecord};
+
 pub use http01::Http01Responder;
 use instant_acme::{ChallengeType, KeyAuthorization};
 pub use tlsalpn01::TlsAlpnResponder;
@@ -18,6 +20,8 @@ pub enum Solver {
     /// Files under the document root of a web server that already owns port 80.
     Webroot(PathBuf),
     TlsAlpn01(Arc<TlsAlpnResponder>),
+    /// A TXT record published through a DNS provider, checked on the authoritative servers.
+    Dns01(Arc<Provider>),
 }
 
 /// A challenge answer that is live and must be removed.
@@ -25,6 +29,7 @@ pub(crate) enum Presented {
     Http01(Arc<Http01Responder>, String),
     Webroot(PathBuf),
     TlsAlpn01(Arc<TlsAlpnResponder>, String),
+    Dns01(Arc<Provider>, TxtRecord),
 }
 
 impl Solver {
@@ -32,6 +37,7 @@ impl Solver {
         match self {
             Self::Http01(_) | Self::Webroot(_) => ChallengeType::Http01,
             Self::TlsAlpn01(_) => ChallengeType::TlsAlpn01,
+            Self::Dns01(_) => ChallengeType::Dns01,
         }
     }
 
@@ -61,6 +67,20 @@ impl Solver {
                     identifier.to_owned(),
                 ))
             }
+            Self::Dns01(provider) => {
+                let record = TxtRecord::new(identifier, key_authorization.dns_value());
+                let presented = Presented::Dns01(provider.clone(), record.clone());
+                if let Err(e) = provider.present(&record).await {
+                    // Part of an update may have landed: remove whatever is there.
+                    presented.cleanup().await;
+                    return Err(e.to_string());
+                }
+                if let Err(e) = provider.wait_propagated(&record).await {
+                    presented.cleanup().await;
+                    return Err(e.to_string());
+                }
+                Ok(presented)
+            }
         }
     }
 }
@@ -75,6 +95,11 @@ impl Presented {
                 }
             }
             Self::TlsAlpn01(responder, name) => responder.cleanup(&name),
+            Self::Dns01(provider, record) => {
+                if let Err(e) = provider.cleanup(&record).await {
+                    tracing::warn!(record = %record.fqdn(), error = %e, "DNS-01 cleanup failed");
+                }
+            }
         }
     }
 }

@@ -1,0 +1,331 @@
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use certvigil_acme::{
+    AcmeClient, AcmeError, AcmeSettings, Eab, Http01Responder, OrderRequest, Solver,
+    TlsAlpnResponder,
+};
+use certvigil_ca::{Ca, CaError};
+use certvigil_config::{
+    AcmeIssuerConfig, CertificateConfig, ChallengeConfig, Config, IssuerKind, SecretRef,
+};
+use certvigil_core::{Certificate, DecodeOptions, decode};
+use certvigil_issue::{Generation, Issued, KeyChoice, SecretPem, Staging, StagingError};
+use tokio::sync::{Mutex, OnceCell};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("certificate {0:?} is not configured")]
+    UnknownCertificate(String),
+    #[error("issuer {issuer:?}: {message}")]
+    Setup { issuer: String, message: String },
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+    #[error("internal CA: {0}")]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+}
+
+/// A certificate issued and written to the staging area.
+#[derive(Debug)]
+pub struct Staged {
+    pub generation: Generation,
+    pub leaf: Certificate,
+}
+
+enum Live {
+    Acme(Box<AcmeClient>),
+    Ca(Box<Ca>),
+}
+
+/// The configured issuers, connected on first use and shared by concurrent issuances.
+pub struct Issuers {
+    config: Config,
+    staging: Staging,
+    live: HashMap<String, OnceCell<Arc<Live>>>,
+    http01: Mutex<HashMap<SocketAddr, Arc<Http01Responder>>>,
+    tlsalpn: Mutex<HashMap<SocketAddr, Arc<TlsAlpnResponder>>>,
+}
+
+impl Issuers {
+    pub fn new(config: Config) -> Self {
+        let staging = Staging::new(config.renewal.staging_dir());
+        let live = config
+            .issuers
+            .iter()
+            .map(|i| (i.name.clone(), OnceCell::new()))
+            .collect();
+        Self {
+            config,
+            staging,
+            live,
+            http01: Mutex::default(),
+            tlsalpn: Mutex::default(),
+        }
+    }
+
+    pub fn staging(&self) -> &Staging {
+        &self.staging
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Issues certificate `name` now, whatever its renewal plan says, and stages it.
+    pub async fn issue(&self, name: &str) -> Result<Staged, IssueError> {
+        let cert = self
+            .config
+            .certificates
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| IssueError::UnknownCertificate(name.to_owned()))?;
+        let live = self.live(&cert.issuer).await?;
+        let key = self.key_choice(cert)?;
+        let (issued, leaf) = match live.as_ref() {
+            Live::Acme(client) => {
+                let outcome = client
+                    .issue(&OrderRequest {
+                        identifiers: cert.identifiers.clone(),
+                        key,
+                        replaces: None,
+                    })
+                    .await?;
+                (outcome.issued, outcome.leaf)
+            }
+            Live::Ca(ca) => {
+                let issued = ca.issue(&ca_request(cert, key))?;
+                let leaf = leaf_of(&issued)?;
+                (issued, leaf)
+            }
+        };
+        let generation = self
+            .staging
+            .stage(&cert.name, &issued, unix_now(), &leaf.serial_hex())?;
+        tracing::info!(
+            certificate = %cert.name,
+            serial = %leaf.serial_hex(),
+            not_after = leaf.not_after,
+            generation = %generation.dir.display(),
+            "issued and staged"
+        );
+        Ok(Staged { generation, leaf })
+    }
+
+    fn key_choice(&self, cert: &CertificateConfig) -> Result<KeyChoice, IssueError> {
+        if cert.reuse_key
+            && let Some(previous) = self.staging.latest(&cert.name)?
+        {
+            let path = previous.key();
+            let pem = fs::read_to_string(&path).map_err(|source| StagingError {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(KeyChoice::Reuse(SecretPem::new(pem)));
+        }
+        Ok(KeyChoice::Generate(cert.key_type))
+    }
+
+    async fn live(&self, issuer: &str) -> Result<Arc<Live>, IssueError> {
+        let cell = self.live.get(issuer).ok_or_else(|| IssueError::Setup {
+            issuer: issuer.to_owned(),
+            message: "not configured".into(),
+        })?;
+        cell.get_or_try_init(|| self.connect(issuer))
+            .await
+            .map(Arc::clone)
+    }
+
+    async fn connect(&self, name: &str) -> Result<Arc<Live>, IssueError> {
+        let issuer = self
+            .config
+            .issuers
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| IssueError::Setup {
+                issuer: name.to_owned(),
+                message: "not configured".into(),
+            })?;
+        let live = match &issuer.kind {
+            IssuerKind::InternalCa { dir } => Live::Ca(Box::new(Ca::open(dir)?)),
+            IssuerKind::Acme(acme) => {
+                let setup = |message: String| IssueError::Setup {
+                    issuer: name.to_owned(),
+                    message,
+                };
+                let settings = acme_settings(acme).map_err(setup)?;
+                let solver = self.solver(&acme.challenge).await.map_err(setup)?;
+                let account_file = self
+                    .config
+                    .renewal
+                    .accounts_dir()
+                    .join(account_file_name(name, &acme.directory));
+                Live::Acme(Box::new(
+                    AcmeClient::connect(settings, &account_file, solver).await?,
+                ))
+            }
+        };
+        Ok(Arc::new(live))
+    }
+
+    async fn solver(&self, challenge: &ChallengeConfig) -> Result<Solver, String> {
+        Ok(match challenge {
+            ChallengeConfig::Http01 { listen } => {
+                let mut map = self.http01.lock().await;
+                let responder = match map.get(listen) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = Arc::new(Http01Responder::bind(*listen).await.map_err(|e| {
+                            format!("the HTTP-01 responder cannot listen on {listen}: {e}")
+                        })?);
+                        map.insert(*listen, r.clone());
+                        r
+                    }
+                };
+                Solver::Http01(responder)
+            }
+            ChallengeConfig::Webroot { root } => Solver::Webroot(root.clone()),
+            ChallengeConfig::TlsAlpn01 { listen } => {
+                let mut map = self.tlsalpn.lock().await;
+                let responder = match map.get(listen) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = Arc::new(TlsAlpnResponder::bind(*listen).await.map_err(|e| {
+                            format!("the TLS-ALPN-01 responder cannot listen on {listen}: {e}")
+                        })?);
+                        map.insert(*listen, r.clone());
+                        r
+                    }
+                };
+                Solver::TlsAlpn01(responder)
+            }
+            ChallengeConfig::Dns01(provider) => Solver::Dns01(Arc::new(
+                certvigil_dns01::Provider::from_config(provider).map_err(|e| e.to_string())?,
+            )),
+        })
+    }
+}
+
+fn ca_request(cert: &CertificateConfig, key: KeyChoice) -> certvigil_ca::IssueRequest {
+    let profile = cert.profile.unwrap_or(certvigil_ca::Profile::TlsServer);
+    let mut request = certvigil_ca::IssueRequest::new(profile);
+    request.identifiers = cert.identifiers.clone();
+    request.common_name = cert.common_name.clone();
+    if let Some(lifetime) = cert.lifetime {
+        request.lifetime = lifetime;
+    }
+    request.key = key;
+    request
+}
+
+fn leaf_of(issued: &Issued) -> Result<Certificate, IssueError> {
+    let der = decode(issued.leaf_pem.as_bytes(), &DecodeOptions::default())
+        .certs
+        .into_iter()
+        .next();
+    der.and_then(|der| Certificate::from_der(&der).ok())
+        .ok_or_else(|| {
+            IssueError::Ca(CaError::Request(
+                "the internal CA returned no parsable leaf".into(),
+            ))
+        })
+}
+
+fn acme_settings(config: &AcmeIssuerConfig) -> Result<AcmeSettings, String> {
+    let mut settings = AcmeSettings::new(&config.directory);
+    settings.contact = config.contact.clone();
+    settings.ca_roots = config.ca_roots.clone();
+    settings.profile = config.profile.clone();
+    settings.request_timeout = config.request_timeout;
+    settings.order_timeout = config.order_timeout;
+    for path in &config.trusted_roots {
+        let bytes = fs::read(path).map_err(|e| format!("trusted_roots {}: {e}", path.display()))?;
+        let certs = decode(&bytes, &DecodeOptions::default()).certs;
+        if certs.is_empty() {
+            return Err(format!("trusted_roots {}: no certificate", path.display()));
+        }
+        settings.issued_roots_der.extend(certs);
+    }
+    if let (Some(kid), Some(secret)) = (&config.eab_kid, &config.eab_hmac) {
+        settings.eab = Some(Eab {
+            kid: kid.clone(),
+            hmac_key: read_eab_key(secret)?,
+        });
+    }
+    Ok(settings)
+}
+
+/// The EAB HMAC key as CAs hand it out: base64url (padding and standard base64 tolerated).
+fn read_eab_key(secret: &SecretRef) -> Result<Zeroizing<Vec<u8>>, String> {
+    let text = Zeroizing::new(match secret {
+        SecretRef::File(path) => fs::read_to_string(path)
+            .map_err(|e| format!("eab_hmac_file {}: {e}", path.display()))?,
+        SecretRef::Env(var) => {
+            std::env::var(var).map_err(|_| format!("eab_hmac_env: ${var} is not set"))?
+        }
+    });
+    let trimmed = text.trim().trim_end_matches('=');
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    engines
+        .iter()
+        .find_map(|engine| engine.decode(trimmed).ok())
+        .filter(|key| !key.is_empty())
+        .map(Zeroizing::new)
+        .ok_or_else(|| "the EAB HMAC key is not base64url".to_owned())
+}
+
+/// One account per issuer and directory: changing the directory URL registers a new account
+/// instead of sending the old one's key to another CA.
+fn account_file_name(issuer: &str, directory: &str) -> PathBuf {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
+    let short: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    PathBuf::from(format!("{issuer}-{short}.json"))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_files_differ_per_directory() {
+        let a = account_file_name("le", "https://a.example/dir");
+        let b = account_file_name("le", "https://b.example/dir");
+        assert_ne!(a, b);
+        assert!(a.to_string_lossy().starts_with("le-"));
+    }
+
+    #[test]
+    fn eab_keys_decode_from_base64url_and_errors_do_not_echo_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("eab");
+        fs::write(
+            &file,
+            "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n",
+        )
+        .unwrap();
+        let key = read_eab_key(&SecretRef::File(file.clone())).unwrap();
+        assert_eq!(key.len(), 48);
+        fs::write(&file, "not base64 at all!!").unwrap();
+        let err = read_eab_key(&SecretRef::File(file)).unwrap_err();
+        assert!(!err.contains("at all"), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+//! certvigil-renew: from configuration to a staged certificate.
+//!
+//! [`Issuers`] turns the `[[issuer]]` entries into live issuers (an ACME account with its
+//! challenge responder, or an internal CA loaded from disk), sharing one responder per listen
+//! address; [`Issuers::issue`] issues one `[[certificate]]` and stages the validated result.
+//! The deploy stage (activation, reload, verification) builds on the staging area.
+
+mod issuers;
+
+pub use issuers::{IssueError, Issuers, Staged};
