@@ -51,7 +51,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use error::CaError;
 pub use profile::{Profile, UnknownProfile};
-pub use store::{BUNDLE_FILES, CERT_MODE, KEY_MODE, write_bundle, write_file};
+pub use store::{CERT_MODE, KEY_MODE, write_bundle, write_file};
 
 use cert::{IssuerRef, Kind, Spec};
 use key::KeyPair;

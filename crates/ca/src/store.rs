@@ -17,15 +17,6 @@ pub const KEY_MODE: u32 = 0o600;
 /// Mode of certificates and other public files.
 pub const CERT_MODE: u32 = 0o644;
 
-/// The files `certvigil ca issue --out DIR` writes.
-pub const BUNDLE_FILES: [&str; 5] = [
-    "cert.pem",
-    "chain.pem",
-    "fullchain.pem",
-    "privkey.pem",
-    "ca.pem",
-];
-
 /// Writes `bytes` to `path` atomically with `mode`, replacing what was there.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
     let dir = path
@@ -34,10 +25,16 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
         .unwrap_or(Path::new("."));
     let mut tmp_name = OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_default());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    // Random as well as the pid: two threads may write the same file.
+    let mut nonce = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut nonce);
+    tmp_name.push(format!(
+        ".{}-{:08x}.tmp",
+        std::process::id(),
+        u32::from_be_bytes(nonce)
+    ));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let _ = fs::remove_file(&tmp);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
