@@ -96,11 +96,12 @@ pub struct Outcome {
     pub order_url: String,
 }
 
+/// One ACME account on one directory. How challenges are answered is chosen per issuance, so
+/// an account can be used (ARI, planning) without holding a challenge port.
 pub struct AcmeClient {
     account: Account,
     transport: Transport,
     settings: AcmeSettings,
-    solver: Solver,
 }
 
 /// Accepted lateness of the CA's clock for a brand-new certificate's notBefore.
@@ -108,11 +109,7 @@ const ISSUED_SKEW_SECS: i64 = 300;
 
 impl AcmeClient {
     /// Loads the account stored in `account_file`, or registers one and stores it (0600).
-    pub async fn connect(
-        settings: AcmeSettings,
-        account_file: &Path,
-        solver: Solver,
-    ) -> Result<Self, AcmeError> {
+    pub async fn connect(settings: AcmeSettings, account_file: &Path) -> Result<Self, AcmeError> {
         let transport = Transport::new(&settings.ca_roots, settings.request_timeout)?;
         let account = match read_credentials(account_file)? {
             Some(credentials) => {
@@ -128,7 +125,6 @@ impl AcmeClient {
             account,
             transport,
             settings,
-            solver,
         })
     }
 
@@ -138,7 +134,11 @@ impl AcmeClient {
 
     /// Orders, validates, finalizes and downloads one certificate. Challenge answers are
     /// removed on every path; nothing is returned unless it passed [`Issued::validate`].
-    pub async fn issue(&self, request: &OrderRequest) -> Result<Outcome, AcmeError> {
+    pub async fn issue(
+        &self,
+        request: &OrderRequest,
+        solver: &Solver,
+    ) -> Result<Outcome, AcmeError> {
         let started = Instant::now();
         let ids: Vec<instant_acme::Identifier> = request
             .identifiers
@@ -151,7 +151,9 @@ impl AcmeClient {
         let mut order = self.new_order(&ids, request.replaces.as_deref()).await?;
 
         let mut presented = Vec::new();
-        let answered = self.answer_challenges(&mut order, &mut presented).await;
+        let answered = self
+            .answer_challenges(&mut order, solver, &mut presented)
+            .await;
         let ready = match answered {
             Ok(()) => self.wait_ready(&mut order, started).await,
             Err(e) => Err(e),
@@ -305,9 +307,10 @@ impl AcmeClient {
     async fn answer_challenges(
         &self,
         order: &mut Order,
+        solver: &Solver,
         presented: &mut Vec<Presented>,
     ) -> Result<(), AcmeError> {
-        let wanted = self.solver.challenge_type();
+        let wanted = solver.challenge_type();
         let mut done: HashSet<String> = HashSet::new();
         let mut retrier = self.retrier(Step::Authorization);
         'fetch: loop {
@@ -356,8 +359,7 @@ impl AcmeClient {
                 };
                 let key_authorization = challenge.key_authorization();
                 let token = challenge.token.clone();
-                let answer = self
-                    .solver
+                let answer = solver
                     .present(&name, &token, &key_authorization)
                     .await
                     .map_err(|e| {

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use certvigil_acme::{AcmeClient, AcmeSettings, ErrorClass, Http01Responder, OrderRequest, Solver};
+use certvigil_acme::{AcmeClient, AcmeSettings, ErrorClass, OrderRequest, Solver};
 use certvigil_core::renewal::ari_point;
 use certvigil_core::{DecodeOptions, decode};
 use certvigil_issue::{Identifier, KeyChoice, KeyType};
@@ -290,15 +290,13 @@ async fn client(running: &Running, profile: Option<&str>) -> AcmeClient {
     let mut settings = AcmeSettings::new(&running.directory);
     settings.ca_roots = vec![running.listener_ca.clone()];
     settings.profile = profile.map(str::to_owned);
-    // No challenge is ever asked for: the fake's orders are ready at once.
-    let responder = Http01Responder::bind(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
     let account = running._dir.path().join("account.json");
-    AcmeClient::connect(settings, &account, Solver::Http01(Arc::new(responder)))
-        .await
-        .unwrap()
+    AcmeClient::connect(settings, &account).await.unwrap()
 }
+
+/// The fake's orders are ready at once: no challenge is ever presented.
+static NO_CHALLENGES: std::sync::LazyLock<Solver> =
+    std::sync::LazyLock::new(|| Solver::Webroot("/nonexistent".into()));
 
 fn request(replaces: Option<Vec<u8>>) -> OrderRequest {
     OrderRequest {
@@ -318,7 +316,7 @@ fn leaf_der(pem: &str) -> Vec<u8> {
 async fn ari_window_is_read_and_the_planned_point_lies_inside_it() {
     let running = start(Vec::new()).await;
     let client = client(&running, None).await;
-    let outcome = client.issue(&request(None)).await.unwrap();
+    let outcome = client.issue(&request(None), &NO_CHALLENGES).await.unwrap();
     let window = client
         .renewal_window(&leaf_der(&outcome.issued.leaf_pem))
         .await
@@ -355,7 +353,7 @@ async fn ari_window_is_read_and_the_planned_point_lies_inside_it() {
 async fn a_replacement_names_the_old_certificate_and_survives_already_replaced() {
     let running = start(vec![]).await;
     let client = client(&running, Some("shortlived")).await;
-    let first = client.issue(&request(None)).await.unwrap();
+    let first = client.issue(&request(None), &NO_CHALLENGES).await.unwrap();
     let old_der = leaf_der(&first.issued.leaf_pem);
 
     running
@@ -364,7 +362,10 @@ async fn a_replacement_names_the_old_certificate_and_survives_already_replaced()
         .lock()
         .unwrap()
         .push_back(OrderAnswer::AlreadyReplacedIfReplacing);
-    let second = client.issue(&request(Some(old_der.clone()))).await.unwrap();
+    let second = client
+        .issue(&request(Some(old_der.clone())), &NO_CHALLENGES)
+        .await
+        .unwrap();
     assert_ne!(second.leaf.serial_hex(), first.leaf.serial_hex());
 
     let orders = running.fake.orders.lock().unwrap().clone();
@@ -384,7 +385,10 @@ async fn a_replacement_names_the_old_certificate_and_survives_already_replaced()
 
     // Without the CA objecting, `replaces` is kept and the order is accepted as a replacement.
     let third = client
-        .issue(&request(Some(leaf_der(&second.issued.leaf_pem))))
+        .issue(
+            &request(Some(leaf_der(&second.issued.leaf_pem))),
+            &NO_CHALLENGES,
+        )
         .await;
     assert!(third.is_ok(), "{:?}", third.err());
     let orders = running.fake.orders.lock().unwrap().clone();
@@ -396,7 +400,7 @@ async fn a_short_rate_limit_is_waited_out_and_a_long_one_is_reported_with_its_ti
     let running = start(vec![OrderAnswer::RateLimited { retry_after: "1" }]).await;
     let client = client(&running, None).await;
     let started = Instant::now();
-    client.issue(&request(None)).await.unwrap();
+    client.issue(&request(None), &NO_CHALLENGES).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "Retry-After: 1 was honoured: {:?}",
@@ -413,7 +417,7 @@ async fn a_short_rate_limit_is_waited_out_and_a_long_one_is_reported_with_its_ti
         });
     let started = Instant::now();
     let err = client
-        .issue(&request(None))
+        .issue(&request(None), &NO_CHALLENGES)
         .await
         .expect_err("rate limited");
     assert!(
@@ -434,7 +438,10 @@ async fn a_short_rate_limit_is_waited_out_and_a_long_one_is_reported_with_its_ti
 async fn an_unknown_profile_is_a_configuration_error() {
     let running = start(Vec::new()).await;
     let client = client(&running, Some("no-such-profile")).await;
-    let err = client.issue(&request(None)).await.expect_err("refused");
+    let err = client
+        .issue(&request(None), &NO_CHALLENGES)
+        .await
+        .expect_err("refused");
     assert_eq!(err.class(), ErrorClass::Configuration, "{err}");
     assert!(
         err.to_string().contains("offered: classic, shortlived"),

@@ -74,12 +74,16 @@ async fn http01_issues_a_chain_that_verifies_and_the_account_is_reused() {
     let pebble = Pebble::start(PebbleOptions::default());
     let state = pebble.state_dir("state");
     let account_file = state.join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+    let solver = http01(&pebble).await;
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     let started = Instant::now();
     let outcome = client
-        .issue(&request(&["web.certvigil.test", "www.certvigil.test"]))
+        .issue(
+            &request(&["web.certvigil.test", "www.certvigil.test"]),
+            &solver,
+        )
         .await
         .unwrap();
     eprintln!("HTTP-01 issuance took {:?}", started.elapsed());
@@ -96,7 +100,7 @@ async fn http01_issues_a_chain_that_verifies_and_the_account_is_reused() {
     assert_eq!(mode, 0o600);
     let id = client.account_id().to_owned();
     drop(client);
-    let again = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+    let again = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     assert_eq!(again.account_id(), id, "the stored account is reused");
@@ -108,12 +112,12 @@ async fn tls_alpn01_issues_a_chain_that_verifies() {
     let addr: SocketAddr = ([127, 0, 0, 1], pebble.tls_port).into();
     let solver = Solver::TlsAlpn01(Arc::new(TlsAlpnResponder::bind(addr).await.unwrap()));
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, solver)
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     let mut req = request(&["alpn.certvigil.test"]);
     req.key = KeyChoice::Generate(KeyType::Rsa2048);
-    let outcome = client.issue(&req).await.unwrap();
+    let outcome = client.issue(&req, &solver).await.unwrap();
     assert!(outcome.leaf.dns_names().any(|n| n == "alpn.certvigil.test"));
     openssl_verifies(&pebble, &outcome, &pebble.state_dir("check"));
 }
@@ -125,13 +129,14 @@ async fn ten_of_ten_issuances_succeed_when_half_of_all_nonces_are_rejected() {
         ..PebbleOptions::default()
     });
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+    let solver = http01(&pebble).await;
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     for i in 0..10 {
         let name = format!("nonce{i}.certvigil.test");
         let outcome = client
-            .issue(&request(&[&name]))
+            .issue(&request(&[&name]), &solver)
             .await
             .unwrap_or_else(|e| panic!("issuance {i}: {e}"));
         assert!(outcome.leaf.dns_names().any(|n| n == name));
@@ -145,11 +150,12 @@ async fn a_120_second_certificate_comes_due_under_the_default_policy() {
         ..PebbleOptions::default()
     });
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+    let solver = http01(&pebble).await;
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     let outcome = client
-        .issue(&request(&["short.certvigil.test"]))
+        .issue(&request(&["short.certvigil.test"]), &solver)
         .await
         .unwrap();
     let leaf = &outcome.leaf;
@@ -205,16 +211,16 @@ async fn dns01_through_bind_with_tsig_issues_a_wildcard_and_removes_the_records(
     }))
     .unwrap();
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(
-        settings(&pebble),
-        &account_file,
-        Solver::Dns01(Arc::new(provider)),
-    )
-    .await
-    .unwrap();
+    let solver = Solver::Dns01(Arc::new(provider));
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
+        .await
+        .unwrap();
     let started = Instant::now();
     let outcome = client
-        .issue(&request(&["dns.certvigil.test", "*.dns.certvigil.test"]))
+        .issue(
+            &request(&["dns.certvigil.test", "*.dns.certvigil.test"]),
+            &solver,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("DNS-01 issuance took {:?}", started.elapsed());
@@ -232,14 +238,53 @@ async fn dns01_through_bind_with_tsig_issues_a_wildcard_and_removes_the_records(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dns01_validation_still_removes_the_records() {
+    let bind = Bind::start(
+        "certvigil.test",
+        &[("lost.certvigil.test", [127, 0, 0, 1].into())],
+    );
+    // Pebble asks pebble-challtestsrv, which never sees what we publish in BIND.
+    let pebble = Pebble::start(PebbleOptions::default());
+    let provider = Provider::from_config(&ProviderConfig::Rfc2136(Rfc2136Config {
+        server: bind.addr(),
+        zone: None,
+        tsig_key_name: bind.key_name.clone(),
+        tsig_algorithm: bind.algorithm.clone(),
+        tsig_secret_file: Some(bind.secret_file.clone()),
+        tsig_secret_env: None,
+        ttl: 60,
+        timeout: Duration::from_secs(5),
+        propagation_timeout: Duration::from_secs(20),
+        propagation_servers: vec![bind.addr()],
+    }))
+    .unwrap();
+    let account_file = pebble.state_dir("state").join("account.json");
+    let solver = Solver::Dns01(Arc::new(provider));
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
+        .await
+        .unwrap();
+    let err = client
+        .issue(&request(&["lost.certvigil.test"]), &solver)
+        .await
+        .expect_err("the CA cannot see the record");
+    assert_eq!(err.step, Step::Validation, "{err}");
+    assert_eq!(err.identifier.as_deref(), Some("lost.certvigil.test"));
+    assert!(
+        bind.txt("_acme-challenge.lost.certvigil.test").is_empty(),
+        "the record is removed after a failure too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_offers_no_ari_so_renewal_windows_are_absent_and_replaces_is_dropped() {
     let pebble = Pebble::start(PebbleOptions::default());
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, http01(&pebble).await)
+    let solver = http01(&pebble).await;
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     let first = client
-        .issue(&request(&["ari.certvigil.test"]))
+        .issue(&request(&["ari.certvigil.test"]), &solver)
         .await
         .unwrap();
     let der = decode(first.issued.leaf_pem.as_bytes(), &DecodeOptions::default()).certs;
@@ -247,7 +292,7 @@ async fn pebble_offers_no_ari_so_renewal_windows_are_absent_and_replaces_is_drop
     let mut again = request(&["ari.certvigil.test"]);
     again.replaces = Some(der[0].clone());
     client
-        .issue(&again)
+        .issue(&again, &solver)
         .await
         .expect("ordered without `replaces`");
 }
@@ -258,7 +303,7 @@ async fn an_untrusted_directory_is_refused_with_the_reason() {
     let mut settings = AcmeSettings::new(&pebble.directory);
     settings.retry.max_transient = 0;
     let account_file = pebble.state_dir("state").join("account.json");
-    let err = AcmeClient::connect(settings, &account_file, http01(&pebble).await)
+    let err = AcmeClient::connect(settings, &account_file)
         .await
         .err()
         .expect("Pebble's listener CA is not trusted");
@@ -277,11 +322,12 @@ async fn a_failed_validation_names_the_identifier_and_the_cas_problem() {
     let wrong: SocketAddr = ([127, 0, 0, 1], 0).into();
     let responder = Arc::new(Http01Responder::bind(wrong).await.unwrap());
     let account_file = pebble.state_dir("state").join("account.json");
-    let client = AcmeClient::connect(settings(&pebble), &account_file, Solver::Http01(responder))
+    let solver = Solver::Http01(responder);
+    let client = AcmeClient::connect(settings(&pebble), &account_file)
         .await
         .unwrap();
     let err = client
-        .issue(&request(&["unreachable.certvigil.test"]))
+        .issue(&request(&["unreachable.certvigil.test"]), &solver)
         .await
         .expect_err("validation cannot succeed");
     assert_eq!(err.step, Step::Validation, "{err}");

@@ -1,9 +1,11 @@
-//! `certvigil issue`: issue managed certificates now and leave them in the staging area.
+//! `certvigil issue` (issue managed certificates now, into the staging area) and
+//! `certvigil plan` (when each one is due).
 
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use certvigil_config::Config;
+use certvigil_core::renewal::{DueReason, Plan};
 use certvigil_core::timefmt::rfc3339;
 use certvigil_renew::Issuers;
 
@@ -65,4 +67,65 @@ pub(crate) fn run(config: Config, names: Vec<String>, all: bool) -> Result<u8> {
         }
         Ok(u8::from(failed > 0))
     })
+}
+
+/// `certvigil plan`: what the renewal planner says about each managed certificate.
+pub(crate) fn plan(config: Config, names: Vec<String>) -> Result<u8> {
+    let names: Vec<String> = if names.is_empty() {
+        config.certificates.iter().map(|c| c.name.clone()).collect()
+    } else {
+        names
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let issuers = Issuers::new(config);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for name in &names {
+            let report = issuers.plan(name, now).await?;
+            let basis = match &report.current {
+                Some(leaf) => format!(
+                    "serial {} valid {} to {}",
+                    leaf.serial_hex(),
+                    rfc3339(leaf.not_before),
+                    rfc3339(leaf.not_after)
+                ),
+                None => "nothing staged yet".to_owned(),
+            };
+            let ari = report
+                .ari
+                .as_ref()
+                .map(|a| {
+                    format!(
+                        "; ARI window {} to {}",
+                        rfc3339(a.window_start),
+                        rfc3339(a.window_end)
+                    )
+                })
+                .unwrap_or_default();
+            let verdict = match report.plan {
+                Plan::NotYet { at } => format!("renew at {}", rfc3339(at)),
+                Plan::Due(reason) => format!("due now ({})", describe_due(reason)),
+            };
+            println!("{name}: {verdict}; {basis}{ari}");
+        }
+        Ok(0)
+    })
+}
+
+fn describe_due(reason: DueReason) -> String {
+    match reason {
+        DueReason::Missing => "never issued".into(),
+        DueReason::RequestChanged => "the names or key type changed".into(),
+        DueReason::Expired => "expired".into(),
+        DueReason::Window { since } => format!("renewal window opened {}", rfc3339(since)),
+        DueReason::Ari { since } => format!("the CA's ARI window asked for {}", rfc3339(since)),
+        DueReason::Emergency { since } => format!(
+            "less than 1/20 of the lifetime left since {}",
+            rfc3339(since)
+        ),
+    }
 }

@@ -98,6 +98,15 @@ enum Command {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+    /// When each managed certificate is due for renewal, and why (the CA's ARI window is
+    /// asked for and remembered when it offers one).
+    Plan {
+        /// The [[certificate]] names (default: all).
+        names: Vec<String>,
+        /// TOML configuration with [[issuer]] and [[certificate]] entries.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
     /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN.
     Check {
@@ -325,6 +334,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Issue { names, all, config } => issue_cmd::run(load_config(&config)?, names, all),
+        Command::Plan { names, config } => issue_cmd::plan(load_config(&config)?, names),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let text =

@@ -241,3 +241,133 @@ lifetime = "2d"
     ]);
     assert!(verify.contains(": OK"), "{verify}");
 }
+
+const EAB_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+#[test]
+fn external_account_binding_is_required_and_works_and_no_secret_reaches_the_log() {
+    let pebble = Pebble::start(PebbleOptions {
+        eab_keys: vec![("kid-1".into(), EAB_HMAC.into())],
+        ..PebbleOptions::default()
+    });
+    let state = pebble.state_dir("state");
+    let certificate =
+        "[[certificate]]\nname = \"web\"\nissuer = \"pebble\"\nnames = [\"eab.certvigil.test\"]\n";
+
+    let without = acme_config(&pebble, &state, certificate);
+    let run = certvigil(&["issue", "-c", path(&without), "web"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("externalAccountRequired"),
+        "{}",
+        run.stderr
+    );
+
+    let hmac_file = write(&state, "eab.key", EAB_HMAC);
+    let with = acme_config(
+        &pebble,
+        &state,
+        &format!(
+            "eab_kid = \"kid-1\"\neab_hmac_file = \"{}\"\n{certificate}",
+            hmac_file.display()
+        ),
+    );
+    let run = certvigil_with(
+        &["issue", "-c", path(&with), "web"],
+        None,
+        &[("CERTVIGIL_LOG", "trace")],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let account: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            fs::read_dir(state.join("accounts"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let account_key = account["key_pkcs8"].as_str().expect("stored account key");
+    let generation = only_generation(&state, "web");
+    let leaf_key = fs::read_to_string(generation.join("privkey.pem")).unwrap();
+    let leaf_key_body = leaf_key.lines().nth(1).unwrap();
+    for secret in [account_key, EAB_HMAC, leaf_key_body] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "a secret reached the output"
+        );
+    }
+    assert!(
+        run.stderr.len() > 1000,
+        "trace logging was on: {}",
+        run.stderr.len()
+    );
+}
+
+#[test]
+fn a_chain_that_does_not_lead_to_the_trusted_root_is_never_staged() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let state = pebble.state_dir("state");
+    let config = acme_config(
+        &pebble,
+        &state,
+        "[[certificate]]\nname = \"web\"\nissuer = \"pebble\"\nnames = [\"web.certvigil.test\"]\n",
+    );
+    // Swap the root the issued chain must lead to for an unrelated one.
+    let other = certvigil_testutil::Pki::new("not pebble");
+    write(&state, "pebble-root.pem", &other.root.cert.pem);
+    let run = certvigil(&["issue", "-c", path(&config), "web"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("issued certificate check") && run.stderr.contains("trusted roots"),
+        "{}",
+        run.stderr
+    );
+    assert!(!state.join("staging").join("web").exists());
+}
+
+#[test]
+fn plan_follows_a_short_lived_certificate_and_notices_changed_requests() {
+    let pebble = Pebble::start(PebbleOptions {
+        validity_secs: Some(120),
+        ..PebbleOptions::default()
+    });
+    let state = pebble.state_dir("state");
+    let certificates = "[[certificate]]\nname = \"web\"\nissuer = \"pebble\"\nnames = [\"plan.certvigil.test\"]\n[[certificate]]\nname = \"later\"\nissuer = \"pebble\"\nnames = [\"later.certvigil.test\"]\n";
+    let config = acme_config(&pebble, &state, certificates);
+
+    let run = certvigil(&["plan", "-c", path(&config)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("web: due now (never issued)"),
+        "{}",
+        run.stdout
+    );
+
+    let issued = certvigil(&["issue", "-c", path(&config), "web"]);
+    assert_eq!(issued.code, 0, "{}", issued.stderr);
+    let run = certvigil(&["plan", "-c", path(&config), "web"]);
+    assert!(run.stdout.starts_with("web: renew at "), "{}", run.stdout);
+    let cert = only_generation(&state, "web").join("cert.pem");
+    let not_after = openssl(&["x509", "-noout", "-enddate", "-in", path(&cert)]);
+    assert!(not_after.starts_with("notAfter="), "{not_after}");
+
+    // Asking for another name makes the staged certificate insufficient at once.
+    let changed = acme_config(
+        &pebble,
+        &state,
+        &certificates.replace("plan.certvigil.test", "other.certvigil.test"),
+    );
+    let run = certvigil(&["plan", "-c", path(&changed), "web"]);
+    assert!(
+        run.stdout
+            .contains("web: due now (the names or key type changed)"),
+        "{}",
+        run.stdout
+    );
+    let run = certvigil(&["plan", "-c", path(&config), "nope"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}

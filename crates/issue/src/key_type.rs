@@ -43,6 +43,20 @@ impl KeyType {
         }
     }
 
+    /// Does a certificate with this public key satisfy a request for `self`?
+    pub fn matches(self, algorithm: &certvigil_core::cert::KeyAlgorithm, bits: u32) -> bool {
+        use certvigil_core::cert::{Curve, KeyAlgorithm as A};
+        match self {
+            Self::EcdsaP256 => *algorithm == A::Ec(Curve::P256),
+            Self::EcdsaP384 => *algorithm == A::Ec(Curve::P384),
+            Self::Sm2 => *algorithm == A::Ec(Curve::Sm2),
+            Self::Ed25519 => *algorithm == A::Ed25519,
+            Self::Rsa2048 => *algorithm == A::Rsa && bits == 2048,
+            Self::Rsa3072 => *algorithm == A::Rsa && bits == 3072,
+            Self::Rsa4096 => *algorithm == A::Rsa && bits == 4096,
+        }
+    }
+
     /// The rcgen algorithm, or `None` for SM2 (rcgen cannot sign with it).
     pub fn rcgen_algorithm(self) -> Option<&'static rcgen::SignatureAlgorithm> {
         Some(match self {

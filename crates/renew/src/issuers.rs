@@ -14,9 +14,12 @@ use certvigil_ca::{Ca, CaError};
 use certvigil_config::{
     AcmeIssuerConfig, CertificateConfig, ChallengeConfig, Config, IssuerKind, SecretRef,
 };
-use certvigil_core::{Certificate, DecodeOptions, decode};
+use certvigil_core::renewal::{self, Current, Plan};
+use certvigil_core::{Certificate, DecodeOptions, decode, hostname};
 use certvigil_issue::{Generation, Issued, KeyChoice, SecretPem, Staging, StagingError};
 use tokio::sync::{Mutex, OnceCell};
+
+use crate::ari::{AriSchedule, AriStore};
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,18 @@ pub enum IssueError {
     Staging(#[from] StagingError),
 }
 
+/// The planner's verdict on one managed certificate, and what it was based on.
+#[derive(Debug)]
+pub struct PlanReport {
+    pub name: String,
+    pub plan: Plan,
+    /// The newest staged certificate, if any.
+    pub current: Option<Certificate>,
+    pub generation: Option<Generation>,
+    /// The CA's ARI window and the point picked in it.
+    pub ari: Option<AriSchedule>,
+}
+
 /// A certificate issued and written to the staging area.
 #[derive(Debug)]
 pub struct Staged {
@@ -41,7 +56,13 @@ pub struct Staged {
 }
 
 enum Live {
-    Acme(Box<AcmeClient>),
+    /// The account is connected on first use; the challenge solver (which may hold a port)
+    /// only when something is issued.
+    Acme {
+        client: Box<AcmeClient>,
+        config: Box<AcmeIssuerConfig>,
+        solver: OnceCell<Solver>,
+    },
     Ca(Box<Ca>),
 }
 
@@ -79,24 +100,154 @@ impl Issuers {
         &self.config
     }
 
-    /// Issues certificate `name` now, whatever its renewal plan says, and stages it.
-    pub async fn issue(&self, name: &str) -> Result<Staged, IssueError> {
-        let cert = self
-            .config
+    fn ari_store(&self) -> AriStore {
+        AriStore::new(self.config.renewal.state_dir.join("ari"))
+    }
+
+    fn certificate(&self, name: &str) -> Result<&CertificateConfig, IssueError> {
+        self.config
             .certificates
             .iter()
             .find(|c| c.name == name)
-            .ok_or_else(|| IssueError::UnknownCertificate(name.to_owned()))?;
+            .ok_or_else(|| IssueError::UnknownCertificate(name.to_owned()))
+    }
+
+    /// The newest staged generation of `name` and its parsed leaf. A generation whose
+    /// certificate no longer parses counts as absent: it will be replaced.
+    fn current(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Generation, Vec<u8>, Certificate)>, IssueError> {
+        let Some(generation) = self.staging.latest(name)? else {
+            return Ok(None);
+        };
+        let path = generation.cert();
+        let bytes = fs::read(&path).map_err(|source| StagingError {
+            path: path.clone(),
+            source,
+        })?;
+        let der = decode(&bytes, &DecodeOptions::default())
+            .certs
+            .into_iter()
+            .next();
+        match der.and_then(|der| Certificate::from_der(&der).ok().map(|c| (der, c))) {
+            Some((der, leaf)) => Ok(Some((generation, der, leaf))),
+            None => {
+                tracing::warn!(file = %path.display(), "staged certificate does not parse; treating it as missing");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Is certificate `name` due at `now`? Asks the CA for its ARI window when the stored one
+    /// is stale (network errors only log: the stored point, or the local window, still holds).
+    pub async fn plan(&self, name: &str, now: i64) -> Result<PlanReport, IssueError> {
+        let cert = self.certificate(name)?;
+        let current = self.current(name)?;
+        let ari = match &current {
+            Some((_, der, leaf)) => self.ari_schedule(cert, der, leaf, now).await,
+            None => None,
+        };
+        let input = current.as_ref().map(|(_, _, leaf)| Current {
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
+            matches_request: matches_request(cert, leaf),
+            ari_renew_at: ari.as_ref().map(|a| a.renew_at),
+        });
+        let plan = renewal::plan(name, input.as_ref(), &cert.renewal, now);
+        let (generation, current) = match current {
+            Some((generation, _, leaf)) => (Some(generation), Some(leaf)),
+            None => (None, None),
+        };
+        Ok(PlanReport {
+            name: name.to_owned(),
+            plan,
+            current,
+            generation,
+            ari,
+        })
+    }
+
+    async fn ari_schedule(
+        &self,
+        cert: &CertificateConfig,
+        der: &[u8],
+        leaf: &Certificate,
+        now: i64,
+    ) -> Option<AriSchedule> {
+        let issuer = self.config.issuers.iter().find(|i| i.name == cert.issuer)?;
+        if !matches!(issuer.kind, IssuerKind::Acme(_)) {
+            return None;
+        }
+        let store = self.ari_store();
+        let serial = leaf.serial_hex();
+        let stored = store.load(&cert.name, &serial);
+        if stored.as_ref().is_some_and(|s| s.next_check > now) {
+            return stored;
+        }
+        let window = match self.live(&cert.issuer).await {
+            Ok(live) => match live.as_ref() {
+                Live::Acme { client, .. } => client.renewal_window(der).await,
+                Live::Ca(_) => return None,
+            },
+            Err(e) => {
+                tracing::warn!(certificate = %cert.name, error = %e, "cannot ask the CA for its renewal window");
+                return stored;
+            }
+        };
+        match window {
+            Ok(Some(w)) => {
+                let next_check = w
+                    .next_check
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(now, |d| d.as_secs() as i64);
+                store
+                    .update(&cert.name, &serial, (w.start, w.end), next_check, fastrand::f64())
+                    .inspect_err(|e| tracing::warn!(certificate = %cert.name, error = %e, "cannot persist the ARI schedule"))
+                    .ok()
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(certificate = %cert.name, error = %e, "renewal window lookup failed");
+                stored
+            }
+        }
+    }
+
+    /// Issues certificate `name` now, whatever its renewal plan says, and stages it.
+    pub async fn issue(&self, name: &str) -> Result<Staged, IssueError> {
+        let cert = self.certificate(name)?;
         let live = self.live(&cert.issuer).await?;
+        // ARI (RFC 9773 §5): the new order names the certificate it replaces, when this CA
+        // gave a renewal window for it (so it knows the certificate).
+        let ari = self.ari_store();
+        let replaces = self
+            .current(name)?
+            .filter(|(_, _, leaf)| ari.load(name, &leaf.serial_hex()).is_some())
+            .map(|(_, der, _)| der);
         let key = self.key_choice(cert)?;
         let (issued, leaf) = match live.as_ref() {
-            Live::Acme(client) => {
+            Live::Acme {
+                client,
+                config,
+                solver,
+            } => {
+                let solver = solver
+                    .get_or_try_init(|| self.solver(&config.challenge))
+                    .await
+                    .map_err(|message| IssueError::Setup {
+                        issuer: cert.issuer.clone(),
+                        message,
+                    })?;
                 let outcome = client
-                    .issue(&OrderRequest {
-                        identifiers: cert.identifiers.clone(),
-                        key,
-                        replaces: None,
-                    })
+                    .issue(
+                        &OrderRequest {
+                            identifiers: cert.identifiers.clone(),
+                            key,
+                            replaces,
+                        },
+                        solver,
+                    )
                     .await?;
                 (outcome.issued, outcome.leaf)
             }
@@ -156,20 +307,20 @@ impl Issuers {
         let live = match &issuer.kind {
             IssuerKind::InternalCa { dir } => Live::Ca(Box::new(Ca::open(dir)?)),
             IssuerKind::Acme(acme) => {
-                let setup = |message: String| IssueError::Setup {
+                let settings = acme_settings(acme).map_err(|message| IssueError::Setup {
                     issuer: name.to_owned(),
                     message,
-                };
-                let settings = acme_settings(acme).map_err(setup)?;
-                let solver = self.solver(&acme.challenge).await.map_err(setup)?;
+                })?;
                 let account_file = self
                     .config
                     .renewal
                     .accounts_dir()
                     .join(account_file_name(name, &acme.directory));
-                Live::Acme(Box::new(
-                    AcmeClient::connect(settings, &account_file, solver).await?,
-                ))
+                Live::Acme {
+                    client: Box::new(AcmeClient::connect(settings, &account_file).await?),
+                    config: acme.clone(),
+                    solver: OnceCell::new(),
+                }
             }
         };
         Ok(Arc::new(live))
@@ -211,6 +362,14 @@ impl Issuers {
             )),
         })
     }
+}
+
+/// The certificate still answers the request: every name covered, the key type asked for.
+fn matches_request(cert: &CertificateConfig, leaf: &Certificate) -> bool {
+    cert.identifiers
+        .iter()
+        .all(|id| hostname::covers(leaf, &id.to_string()))
+        && cert.key_type.matches(&leaf.key_algorithm, leaf.key_bits)
 }
 
 fn ca_request(cert: &CertificateConfig, key: KeyChoice) -> certvigil_ca::IssueRequest {

@@ -5,6 +5,8 @@
 //! address; [`Issuers::issue`] issues one `[[certificate]]` and stages the validated result.
 //! The deploy stage (activation, reload, verification) builds on the staging area.
 
+mod ari;
 mod issuers;
 
-pub use issuers::{IssueError, Issuers, Staged};
+pub use ari::AriSchedule;
+pub use issuers::{IssueError, Issuers, PlanReport, Staged};
