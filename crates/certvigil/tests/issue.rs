@@ -371,3 +371,113 @@ fn plan_follows_a_short_lived_certificate_and_notices_changed_requests() {
     let run = certvigil(&["plan", "-c", path(&config), "nope"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
+
+#[test]
+fn webroot_mode_writes_the_token_where_a_real_web_server_serves_it_and_removes_it() {
+    let pebble = Pebble::start(PebbleOptions::default());
+    let state = pebble.state_dir("state");
+    let webroot = pebble.state_dir("www");
+    // The web server that owns the port: Python's, serving the document root as is.
+    let mut server = certvigil_testutil::servers::Server::start(
+        "python-http",
+        std::process::Command::new("python3").args([
+            "-m",
+            "http.server",
+            &pebble.http_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            webroot.to_str().unwrap(),
+        ]),
+        &state,
+        "TERM",
+    );
+    server = server.wait_ready(&[pebble.http_port]);
+    let root = write(&state, "pebble-root.pem", pebble.issuing_root_pem());
+    let config = write(
+        &state,
+        "webroot.toml",
+        format!(
+            r#"
+[renewal]
+state_dir = "{state}"
+[[issuer]]
+name = "pebble"
+type = "acme"
+directory = "{directory}"
+ca_roots = ["{listener_ca}"]
+trusted_roots = ["{root}"]
+challenge = "http-01"
+webroot = "{webroot}"
+[[certificate]]
+name = "web"
+issuer = "pebble"
+names = ["webroot.certvigil.test"]
+"#,
+            state = state.display(),
+            directory = pebble.directory,
+            listener_ca = pebble.listener_ca.display(),
+            root = root.display(),
+            webroot = webroot.display(),
+        ),
+    );
+    let run = certvigil(&["issue", "-c", path(&config), "web"]);
+    assert_eq!(
+        run.code,
+        0,
+        "{}\n{}\n{}",
+        run.stdout,
+        run.stderr,
+        server.logs()
+    );
+    assert!(
+        server.logs().contains("/.well-known/acme-challenge/"),
+        "{}",
+        server.logs()
+    );
+    let tokens = webroot.join(".well-known/acme-challenge");
+    assert_eq!(
+        fs::read_dir(&tokens).unwrap().count(),
+        0,
+        "tokens are removed"
+    );
+    only_generation(&state, "web");
+}
+
+#[test]
+fn reuse_key_keeps_the_key_and_a_new_key_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    certvigil_ca::Ca::init(&ca_dir, &certvigil_ca::InitOptions::default()).unwrap();
+    let config = |reuse: bool| {
+        write(
+            dir.path(),
+            "c.toml",
+            format!(
+                "[renewal]\nstate_dir = \"{}\"\n[[issuer]]\nname = \"ca\"\ntype = \"internal-ca\"\ndir = \"{}\"\n[[certificate]]\nname = \"svc\"\nissuer = \"ca\"\nprofile = \"grpc-server\"\nnames = [\"svc.internal\"]\nreuse_key = {reuse}\n",
+                dir.path().join("state").display(),
+                ca_dir.display()
+            ),
+        )
+    };
+    let keys = |dir: &Path| -> Vec<String> {
+        let mut generations: Vec<PathBuf> = fs::read_dir(dir.join("state/staging/svc"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        generations.sort();
+        generations
+            .iter()
+            .map(|g| fs::read_to_string(g.join("privkey.pem")).unwrap())
+            .collect()
+    };
+    for reuse in [false, false, true] {
+        let cfg = config(reuse);
+        let run = certvigil(&["issue", "-c", path(&cfg), "svc"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let keys = keys(dir.path());
+    assert_eq!(keys.len(), 3);
+    assert_ne!(keys[0], keys[1], "a new key per issuance by default");
+    assert_eq!(keys[1], keys[2], "reuse_key keeps the previous key");
+}

@@ -125,6 +125,22 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Files and directories to scan: the `[[source]]` paths, then the directory of every
+    /// internal CA, whose own certificates expire like any other.
+    pub fn path_sources(&self) -> Vec<PathBuf> {
+        let explicit = self.sources.iter().filter_map(|s| match s {
+            SourceConfig::Path { path } => Some(path.clone()),
+            SourceConfig::Endpoint(_) => None,
+        });
+        let internal_cas = self.issuers.iter().filter_map(|i| match &i.kind {
+            IssuerKind::InternalCa { dir } => Some(dir.clone()),
+            IssuerKind::Acme(_) => None,
+        });
+        let mut paths: Vec<PathBuf> = explicit.chain(internal_cas).collect();
+        paths.dedup();
+        paths
+    }
+
     pub fn embedded_default() -> Self {
         Self::parse(EMBEDDED_DEFAULT)
             .unwrap_or_else(|_| unreachable!("the embedded default parses"))
@@ -661,6 +677,28 @@ mod tests {
         .unwrap();
         assert_eq!(good.targets[0].endpoint.sni.as_deref(), Some("web.example"));
         assert!(good.targets[0].key.is_some());
+    }
+
+    #[test]
+    fn internal_ca_directories_are_scanned_like_sources() {
+        let text = r#"
+            [[source]]
+            path = "/etc/ssl/private"
+            [[source]]
+            endpoint = "example.com:443"
+            [[issuer]]
+            name = "ca"
+            type = "internal-ca"
+            dir = "/etc/certvigil/ca"
+        "#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(
+            config.path_sources(),
+            [
+                PathBuf::from("/etc/ssl/private"),
+                PathBuf::from("/etc/certvigil/ca")
+            ]
+        );
     }
 
     #[test]

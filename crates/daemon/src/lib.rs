@@ -326,14 +326,7 @@ async fn scan_loop(shared: Arc<Shared>) {
 /// Paths whose changes should trigger a rescan: file and directory sources, target files, or
 /// the standard locations when no source is configured.
 fn watched_paths(config: &Config) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = config
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            SourceConfig::Path { path } => Some(path.clone()),
-            SourceConfig::Endpoint(_) => None,
-        })
-        .collect();
+    let mut paths = config.path_sources();
     for target in &config.targets {
         paths.push(target.cert.clone());
         paths.extend(target.key.clone());
@@ -358,11 +351,13 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
     if config.sources.is_empty() && config.targets.is_empty() {
         options.targets.push(Target::Defaults);
     }
+    options
+        .targets
+        .extend(config.path_sources().into_iter().map(Target::Path));
     for source in &config.sources {
-        options.targets.push(match source {
-            SourceConfig::Path { path } => Target::Path(path.clone()),
-            SourceConfig::Endpoint(spec) => Target::Endpoint((**spec).clone()),
-        });
+        if let SourceConfig::Endpoint(spec) = source {
+            options.targets.push(Target::Endpoint((**spec).clone()));
+        }
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let policy = config.policy.to_policy(now);

@@ -34,7 +34,8 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> StagingError + '_ {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Generation {
     pub dir: PathBuf,
-    /// Sorts in issuance order: `<unix seconds, 12 digits>-<serial hex>`.
+    /// Sorts in issuance order: `<unix nanoseconds, 20 digits>-<serial hex>`, always above
+    /// every earlier generation of the same name even if the clock stepped back.
     pub id: String,
 }
 
@@ -67,19 +68,24 @@ impl Staging {
         self.root.join(name)
     }
 
-    /// Writes a validated bundle as a new generation of certificate `name`.
+    /// Writes a validated bundle as a new generation of certificate `name`, issued at
+    /// `issued_at_nanos` (unix nanoseconds).
     pub fn stage(
         &self,
         name: &str,
         issued: &Issued,
-        issued_at: i64,
+        issued_at_nanos: u128,
         serial_hex: &str,
     ) -> Result<Generation, StagingError> {
         let parent = self.dir_of(name);
         fs::create_dir_all(&parent).map_err(at(&parent))?;
         self.remove_partials(&parent)?;
 
-        let id = format!("{issued_at:012}-{serial_hex}");
+        let newest = self
+            .latest(name)?
+            .and_then(|g| g.id.split('-').next()?.parse::<u128>().ok());
+        let stamp = newest.map_or(issued_at_nanos, |n| issued_at_nanos.max(n + 1));
+        let id = format!("{stamp:020}-{serial_hex}");
         let partial = parent.join(format!("{id}{PARTIAL_SUFFIX}"));
         fs::create_dir(&partial).map_err(at(&partial))?;
         write_synced(&partial.join(CERT_FILE), issued.leaf_pem.as_bytes(), 0o644)?;

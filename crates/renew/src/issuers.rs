@@ -257,9 +257,9 @@ impl Issuers {
                 (issued, leaf)
             }
         };
-        let generation = self
-            .staging
-            .stage(&cert.name, &issued, unix_now(), &leaf.serial_hex())?;
+        let generation =
+            self.staging
+                .stage(&cert.name, &issued, unix_nanos(), &leaf.serial_hex())?;
         tracing::info!(
             certificate = %cert.name,
             serial = %leaf.serial_hex(),
@@ -454,10 +454,10 @@ fn account_file_name(issuer: &str, directory: &str) -> PathBuf {
     PathBuf::from(format!("{issuer}-{short}.json"))
 }
 
-fn unix_now() -> i64 {
+fn unix_nanos() -> u128 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[cfg(test)]
