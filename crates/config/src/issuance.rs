@@ -9,6 +9,7 @@ use certvigil_ca::Profile;
 use certvigil_core::renewal::{RenewBefore, RenewalPolicy};
 use certvigil_dns01::ProviderConfig;
 use certvigil_issue::{Identifier, KeyType};
+use certvigil_source::EndpointSpec;
 use toml::{Table, Value};
 
 use crate::Validator;
@@ -95,6 +96,67 @@ pub struct CertificateConfig {
     pub common_name: Option<String>,
     /// Internal CA only: the lifetime (default: the profile's).
     pub lifetime: Option<Duration>,
+    /// Where and how the certificate goes live (`[certificate.deploy]`); `None` stops at the
+    /// staging area.
+    pub deploy: Option<DeployConfig>,
+}
+
+/// `[certificate.deploy]`: activation, reloads and the proof that the new certificate is served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeployConfig {
+    /// The live directory: `current/` always holds one complete set (default
+    /// `<state_dir>/live/<name>`).
+    pub dir: Option<PathBuf>,
+    /// Generations kept for rollback (at least 2).
+    pub keep: usize,
+    pub copy: Vec<CopyConfig>,
+    pub reload: Vec<ReloadConfig>,
+    pub verify: Vec<EndpointSpec>,
+    /// How long the endpoints may take to serve the new certificate after the reload.
+    pub verify_grace: Duration,
+    /// Re-activate (and reload) the previous generation when verification fails.
+    pub rollback: bool,
+}
+
+/// A copy of the live set for a daemon that does not follow symlinks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyConfig {
+    pub cert: Option<PathBuf>,
+    pub chain: Option<PathBuf>,
+    pub fullchain: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// File mode of the certificate files (the key is 0600 unless `key_mode` says otherwise).
+    pub mode: Option<u32>,
+    pub key_mode: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReloadConfig {
+    pub action: ReloadAction,
+    /// Run first; a failure skips the reload (e.g. `["nginx", "-t"]`).
+    pub pre_check: Option<Vec<String>>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadAction {
+    Signal {
+        signal: String,
+        pid_file: PathBuf,
+        /// The process name the pid must belong to.
+        process: Option<String>,
+    },
+    Systemd {
+        unit: String,
+        /// reload, restart or reload-or-restart.
+        action: String,
+    },
+    Command {
+        argv: Vec<String>,
+        shell: bool,
+    },
 }
 
 const ISSUER_KEYS: [&str; 16] = [
@@ -117,7 +179,18 @@ const ISSUER_KEYS: [&str; 16] = [
 ];
 const ISSUER_KEYS_MORE: [&str; 1] = ["order_timeout"];
 
-const CERTIFICATE_KEYS: [&str; 10] = [
+const DEPLOY_KEYS: [&str; 7] = [
+    "dir",
+    "keep",
+    "copy",
+    "reload",
+    "verify",
+    "verify_grace",
+    "rollback",
+];
+
+const CERTIFICATE_KEYS: [&str; 11] = [
+    "deploy",
     "name",
     "issuer",
     "names",
@@ -453,12 +526,175 @@ impl Validator {
                 profile,
                 common_name: self.string(table, &prefix, "common_name"),
                 lifetime,
+                deploy: table
+                    .get("deploy")
+                    .and_then(|value| self.deploy(value, &format!("{prefix}.deploy"))),
             };
             if !certificate.name.is_empty() && issuer.is_some() {
                 out.push(certificate);
             }
         }
         out
+    }
+
+    fn deploy(&mut self, value: &Value, prefix: &str) -> Option<DeployConfig> {
+        let Value::Table(table) = value else {
+            self.error(prefix, "must be a table: write [certificate.deploy]");
+            return None;
+        };
+        self.known_keys(prefix, table, &DEPLOY_KEYS);
+        let keep = self.number(table, prefix, "keep", 5.0, (2.0, 1000.0)) as usize;
+        let copy = self
+            .tables(&format!("{prefix}.copy"), table.get("copy"))
+            .into_iter()
+            .map(|(p, t)| self.copy(&p, t))
+            .collect();
+        let reload = self
+            .tables(&format!("{prefix}.reload"), table.get("reload"))
+            .into_iter()
+            .filter_map(|(p, t)| self.reload(&p, t))
+            .collect();
+        let mut verify = Vec::new();
+        for (p, t) in self.tables(&format!("{prefix}.verify"), table.get("verify")) {
+            self.known_keys(&p, t, &crate::with_endpoint_options(&["endpoint"]));
+            if let Some(endpoint) = self.required(t, &p, "endpoint")
+                && let Some(spec) = self.endpoint(t, &p, &endpoint)
+            {
+                verify.push(spec);
+            }
+        }
+        Some(DeployConfig {
+            dir: self.string(table, prefix, "dir").map(PathBuf::from),
+            keep,
+            copy,
+            reload,
+            verify,
+            verify_grace: self.duration(table, prefix, "verify_grace", Duration::from_secs(30)),
+            rollback: self.boolean(table, prefix, "rollback", true),
+        })
+    }
+
+    fn mode(&mut self, table: &Table, prefix: &str, key: &str) -> Option<u32> {
+        let text = self.string(table, prefix, key)?;
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Some(mode),
+            _ => {
+                self.error(
+                    format!("{prefix}.{key}"),
+                    format!("{text:?} is not an octal file mode like \"0640\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn copy(&mut self, prefix: &str, table: &Table) -> CopyConfig {
+        self.known_keys(
+            prefix,
+            table,
+            &[
+                "cert",
+                "chain",
+                "fullchain",
+                "key",
+                "owner",
+                "group",
+                "mode",
+                "key_mode",
+            ],
+        );
+        let path = |v: &mut Self, key| v.string(table, prefix, key).map(PathBuf::from);
+        let copy = CopyConfig {
+            cert: path(self, "cert"),
+            chain: path(self, "chain"),
+            fullchain: path(self, "fullchain"),
+            key: path(self, "key"),
+            owner: self.string(table, prefix, "owner"),
+            group: self.string(table, prefix, "group"),
+            mode: self.mode(table, prefix, "mode"),
+            key_mode: self.mode(table, prefix, "key_mode"),
+        };
+        if copy.cert.is_none()
+            && copy.chain.is_none()
+            && copy.fullchain.is_none()
+            && copy.key.is_none()
+        {
+            self.error(
+                prefix,
+                "names no file: set cert, chain, fullchain and/or key",
+            );
+        }
+        copy
+    }
+
+    fn reload(&mut self, prefix: &str, table: &Table) -> Option<ReloadConfig> {
+        self.known_keys(
+            prefix,
+            table,
+            &[
+                "signal",
+                "pid_file",
+                "process",
+                "systemd",
+                "action",
+                "command",
+                "shell",
+                "pre_check",
+                "timeout",
+            ],
+        );
+        let kinds = ["signal", "systemd", "command"]
+            .iter()
+            .filter(|k| table.contains_key(**k))
+            .count();
+        if kinds != 1 {
+            self.error(
+                prefix,
+                "needs exactly one of signal (with pid_file), systemd (a unit) or command (argv)",
+            );
+            return None;
+        }
+        let action = if let Some(signal) = self.string(table, prefix, "signal") {
+            let pid_file = self.required(table, prefix, "pid_file")?;
+            ReloadAction::Signal {
+                signal: signal.trim_start_matches("SIG").to_ascii_uppercase(),
+                pid_file: pid_file.into(),
+                process: self.string(table, prefix, "process"),
+            }
+        } else if let Some(unit) = self.string(table, prefix, "systemd") {
+            let action = self
+                .string(table, prefix, "action")
+                .unwrap_or_else(|| "reload".to_owned());
+            if !["reload", "restart", "reload-or-restart"].contains(&action.as_str()) {
+                self.error(
+                    format!("{prefix}.action"),
+                    format!("{action:?} is not reload, restart or reload-or-restart"),
+                );
+            }
+            ReloadAction::Systemd { unit, action }
+        } else {
+            let argv = self.strings(table, prefix, "command");
+            if argv.is_empty() {
+                self.error(
+                    format!("{prefix}.command"),
+                    "needs a program: [\"prog\", \"arg\"]",
+                );
+                return None;
+            }
+            ReloadAction::Command {
+                argv,
+                shell: self.boolean(table, prefix, "shell", false),
+            }
+        };
+        let pre_check = table
+            .contains_key("pre_check")
+            .then(|| self.strings(table, prefix, "pre_check"))
+            .filter(|argv| !argv.is_empty());
+        Some(ReloadConfig {
+            action,
+            pre_check,
+            timeout: self.duration(table, prefix, "timeout", Duration::from_secs(60)),
+        })
     }
 
     /// `renew_before = "1/3"` (of the lifetime), `0.25`, or a duration such as `"30d"`.
@@ -546,6 +782,25 @@ mod tests {
         lifetime = "2d"
         renew_before = "1/3"
         key_type = "ecdsa-p384"
+        [certificate.deploy]
+        keep = 3
+        verify_grace = "10s"
+        [[certificate.deploy.copy]]
+        cert = "/etc/etcd/pki/peer.crt"
+        key = "/etc/etcd/pki/peer.key"
+        group = "etcd"
+        key_mode = "0640"
+        [[certificate.deploy.reload]]
+        signal = "SIGHUP"
+        pid_file = "/run/etcd.pid"
+        process = "etcd"
+        [[certificate.deploy.reload]]
+        systemd = "nginx.service"
+        pre_check = ["nginx", "-t"]
+        [[certificate.deploy.verify]]
+        endpoint = "127.0.0.1:2380"
+        client_cert = "/etc/etcd/pki/client.crt"
+        client_key = "/etc/etcd/pki/client.key"
     "#;
 
     #[test]
@@ -616,6 +871,13 @@ mod tests {
             key_type = "sm2"
             lifetime = "1d"
             renew_before = "soon"
+            [certificate.deploy]
+            keep = 1
+            [[certificate.deploy.copy]]
+            mode = "rw"
+            [[certificate.deploy.reload]]
+            signal = "HUP"
+            systemd = "x"
         "#;
         let errors = Config::parse(text).unwrap_err().0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
@@ -629,6 +891,10 @@ mod tests {
             "certificate[1].key_type",
             "certificate[1].lifetime",
             "certificate[1].renew_before",
+            "certificate[1].deploy.keep",
+            "certificate[1].deploy.copy[0]",
+            "certificate[1].deploy.copy[0].mode",
+            "certificate[1].deploy.reload[0]",
         ] {
             assert!(
                 keys.contains(&expected),

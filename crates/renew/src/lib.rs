@@ -7,6 +7,8 @@
 
 mod ari;
 mod issuers;
+pub mod state;
+pub mod verify;
 
 pub use ari::AriSchedule;
 pub use issuers::{IssueError, Issuers, PlanReport, Staged};

@@ -1,0 +1,59 @@
+//! Proof that a reload took: handshake with each endpoint of the target and compare the leaf it
+//! serves with the one just deployed, retrying within a grace period (a reload can take a
+//! moment to reach every worker).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certvigil_core::Certificate;
+use certvigil_source::EndpointSpec;
+use certvigil_source::endpoint::{probe, root_store};
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{endpoint} does not serve the new certificate (serial {expected}) after {waited:?}: {seen}"
+)]
+pub struct VerifyError {
+    pub endpoint: String,
+    pub expected: String,
+    pub waited: Duration,
+    /// What was served instead, or why nothing was.
+    pub seen: String,
+}
+
+/// Waits until `endpoint` serves `expected_leaf_der` as its leaf, for at most `grace`.
+pub async fn served(
+    endpoint: &EndpointSpec,
+    expected_leaf_der: &[u8],
+    grace: Duration,
+) -> Result<(), VerifyError> {
+    let started = Instant::now();
+    // The chain is recorded whatever the trust verdict: no anchors are needed to compare.
+    let anchors = Arc::new(root_store(&[]));
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let outcome = probe(endpoint, anchors.clone()).await;
+        let seen = match outcome.chain.first() {
+            Some(leaf) if leaf.as_slice() == expected_leaf_der => return Ok(()),
+            Some(leaf) => match Certificate::from_der(leaf) {
+                Ok(cert) => format!("it serves serial {}", cert.serial_hex()),
+                Err(_) => "it serves a certificate that does not parse".to_owned(),
+            },
+            None => outcome
+                .error
+                .unwrap_or_else(|| "no certificate was presented".to_owned()),
+        };
+        if started.elapsed() + delay > grace {
+            let expected = Certificate::from_der(expected_leaf_der)
+                .map_or_else(|_| "?".to_owned(), |c| c.serial_hex());
+            return Err(VerifyError {
+                endpoint: endpoint.display.clone(),
+                expected,
+                waited: started.elapsed(),
+                seen,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
