@@ -19,8 +19,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/certvigil";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenewalConfig {
-    /// ACME accounts, the staging area and (later) the per-certificate state machine.
+    /// ACME accounts, the staging area, the live sets, the renewal state and the audit log.
     pub state_dir: PathBuf,
+    /// How often the daemon runs a renewal pass.
+    pub check_interval: Duration,
 }
 
 impl RenewalConfig {
@@ -30,6 +32,24 @@ impl RenewalConfig {
 
     pub fn staging_dir(&self) -> PathBuf {
         self.state_dir.join("staging")
+    }
+
+    /// The live directory of certificate `name` when its deploy section names none.
+    pub fn default_live_dir(&self, name: &str) -> PathBuf {
+        self.state_dir.join("live").join(name)
+    }
+}
+
+impl CertificateConfig {
+    /// Where the live set of this certificate is, when it is deployed.
+    pub fn live_dir(&self, renewal: &RenewalConfig) -> Option<PathBuf> {
+        let deploy = self.deploy.as_ref()?;
+        Some(
+            deploy
+                .dir
+                .clone()
+                .unwrap_or_else(|| renewal.default_live_dir(&self.name)),
+        )
     }
 }
 
@@ -207,11 +227,17 @@ impl Validator {
     pub(crate) fn renewal(&mut self, value: Option<&Value>) -> RenewalConfig {
         let empty = Table::new();
         let table = self.section("renewal", value).unwrap_or(&empty);
-        self.known_keys("renewal", table, &["state_dir"]);
+        self.known_keys("renewal", table, &["state_dir", "check_interval"]);
+        let check_interval =
+            self.duration(table, "renewal", "check_interval", Duration::from_secs(60));
+        if check_interval < Duration::from_secs(1) {
+            self.error("renewal.check_interval", "must be at least 1s");
+        }
         RenewalConfig {
             state_dir: self
                 .string(table, "renewal", "state_dir")
                 .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+            check_interval,
         }
     }
 

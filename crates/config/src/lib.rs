@@ -136,9 +136,34 @@ impl Config {
             IssuerKind::InternalCa { dir } => Some(dir.clone()),
             IssuerKind::Acme(_) => None,
         });
-        let mut paths: Vec<PathBuf> = explicit.chain(internal_cas).collect();
+        // The live set of each deployed certificate (not its older generations).
+        let live = self
+            .certificates
+            .iter()
+            .filter_map(|c| Some(c.live_dir(&self.renewal)?.join("current")));
+        let mut paths: Vec<PathBuf> = explicit.chain(internal_cas).chain(live).collect();
         paths.dedup();
         paths
+    }
+
+    /// Certificate files tied to the endpoints serving them: the `[[target]]` entries, plus
+    /// each deployed certificate's live set and its verify endpoints.
+    pub fn deployments(&self) -> Vec<DeploymentSpec> {
+        let mut out = self.targets.clone();
+        for cert in &self.certificates {
+            let (Some(deploy), Some(live)) = (&cert.deploy, cert.live_dir(&self.renewal)) else {
+                continue;
+            };
+            for endpoint in &deploy.verify {
+                out.push(DeploymentSpec {
+                    name: cert.name.clone(),
+                    cert: live.join("current").join("cert.pem"),
+                    key: Some(live.join("current").join("privkey.pem")),
+                    endpoint: endpoint.clone(),
+                });
+            }
+        }
+        out
     }
 
     pub fn embedded_default() -> Self {

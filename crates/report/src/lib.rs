@@ -23,7 +23,26 @@ pub struct Report<'a> {
     pub scan_seconds: Option<f64>,
     /// Paths the daemon could not watch and only rescans on its interval.
     pub watch_polling: &'a [String],
+    /// Where each managed certificate's renewal stands (daemon only).
+    pub renewals: &'a [RenewalStatus],
 }
+
+/// The renewal state of one managed certificate, as the daemon's scheduler last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RenewalStatus {
+    pub certificate: String,
+    /// idle, issued, activated, reloaded or verified.
+    pub stage: &'static str,
+    /// When it is due (unix seconds); now or earlier when it is due already.
+    pub next_renewal: Option<i64>,
+    pub last_attempt: Option<i64>,
+    pub last_success: Option<i64>,
+    pub consecutive_failures: u32,
+    pub reload_failures: u64,
+}
+
+/// Every stage a renewal can be in, for one-hot stage series.
+pub const RENEWAL_STAGES: [&str; 5] = ["idle", "issued", "activated", "reloaded", "verified"];
 
 impl<'a> Report<'a> {
     pub fn new(inventory: &'a Inventory, findings: &'a [Finding], policy: &'a Policy) -> Self {
@@ -33,6 +52,7 @@ impl<'a> Report<'a> {
             policy,
             scan_seconds: None,
             watch_polling: &[],
+            renewals: &[],
         }
     }
 

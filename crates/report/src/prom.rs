@@ -25,6 +25,12 @@ pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
 pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
+pub const RENEWAL_NEXT: &str = "certvigil_renewal_next_timestamp_seconds";
+pub const RENEWAL_LAST_ATTEMPT: &str = "certvigil_renewal_last_attempt_timestamp_seconds";
+pub const RENEWAL_LAST_SUCCESS: &str = "certvigil_renewal_last_success_timestamp_seconds";
+pub const RENEWAL_FAILURES: &str = "certvigil_renewal_consecutive_failures";
+pub const RENEWAL_STAGE: &str = "certvigil_renewal_stage";
+pub const RENEWAL_RELOAD_FAILURES: &str = "certvigil_renewal_reload_failures";
 
 /// Every metric family this renderer can emit, with its type and help (docs/metrics.md).
 pub const FAMILIES: &[(&str, &str, &str)] = &[
@@ -94,6 +100,36 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         SCAN_CERTIFICATES,
         "gauge",
         "Certificates found in the last scan (all locations).",
+    ),
+    (
+        RENEWAL_NEXT,
+        "gauge",
+        "When a managed certificate is due for renewal, as a Unix timestamp in seconds.",
+    ),
+    (
+        RENEWAL_LAST_ATTEMPT,
+        "gauge",
+        "When renewal of a managed certificate was last attempted, as a Unix timestamp.",
+    ),
+    (
+        RENEWAL_LAST_SUCCESS,
+        "gauge",
+        "When a managed certificate was last renewed and verified, as a Unix timestamp.",
+    ),
+    (
+        RENEWAL_FAILURES,
+        "gauge",
+        "Consecutive failed renewal attempts of a managed certificate (0 after a success).",
+    ),
+    (
+        RENEWAL_STAGE,
+        "gauge",
+        "1 for the stage a managed certificate's renewal is in, 0 for the others.",
+    ),
+    (
+        RENEWAL_RELOAD_FAILURES,
+        "gauge",
+        "Failed reload hooks of a managed certificate, counted in its persisted state.",
     ),
 ];
 
@@ -286,11 +322,70 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
         writeln!(out, "{SCAN_DURATION} {seconds:.6}")?;
     }
 
+    write_renewals(report, &mut out, &header)?;
+
     header(&mut out, SCAN_TIMESTAMP)?;
     writeln!(out, "{SCAN_TIMESTAMP} {}", report.policy.now)?;
     header(&mut out, SCAN_CERTIFICATES)?;
     writeln!(out, "{SCAN_CERTIFICATES} {}", report.occurrences().count())?;
     out.flush()
+}
+
+fn write_renewals(
+    report: &Report<'_>,
+    out: &mut dyn Write,
+    header: &dyn Fn(&mut dyn Write, &str) -> io::Result<()>,
+) -> io::Result<()> {
+    if report.renewals.is_empty() {
+        return Ok(());
+    }
+    let stamps: [(&str, fn(&crate::RenewalStatus) -> Option<i64>); 3] = [
+        (RENEWAL_NEXT, |r| r.next_renewal),
+        (RENEWAL_LAST_ATTEMPT, |r| r.last_attempt),
+        (RENEWAL_LAST_SUCCESS, |r| r.last_success),
+    ];
+    for (name, pick) in stamps {
+        header(out, name)?;
+        for r in report.renewals {
+            if let Some(value) = pick(r) {
+                writeln!(
+                    out,
+                    "{name}{{certificate=\"{}\"}} {value}",
+                    label(&r.certificate)
+                )?;
+            }
+        }
+    }
+    header(out, RENEWAL_FAILURES)?;
+    for r in report.renewals {
+        writeln!(
+            out,
+            "{RENEWAL_FAILURES}{{certificate=\"{}\"}} {}",
+            label(&r.certificate),
+            r.consecutive_failures
+        )?;
+    }
+    header(out, RENEWAL_STAGE)?;
+    for r in report.renewals {
+        for stage in crate::RENEWAL_STAGES {
+            writeln!(
+                out,
+                "{RENEWAL_STAGE}{{certificate=\"{}\",stage=\"{stage}\"}} {}",
+                label(&r.certificate),
+                u8::from(stage == r.stage)
+            )?;
+        }
+    }
+    header(out, RENEWAL_RELOAD_FAILURES)?;
+    for r in report.renewals {
+        writeln!(
+            out,
+            "{RENEWAL_RELOAD_FAILURES}{{certificate=\"{}\"}} {}",
+            label(&r.certificate),
+            r.reload_failures
+        )?;
+    }
+    Ok(())
 }
 
 fn identity(o: &crate::Occurrence<'_>) -> String {
