@@ -339,7 +339,8 @@ fn write_renewals(
     if report.renewals.is_empty() {
         return Ok(());
     }
-    let stamps: [(&str, fn(&crate::RenewalStatus) -> Option<i64>); 3] = [
+    type Pick = fn(&crate::RenewalStatus) -> Option<i64>;
+    let stamps: [(&str, Pick); 3] = [
         (RENEWAL_NEXT, |r| r.next_renewal),
         (RENEWAL_LAST_ATTEMPT, |r| r.last_attempt),
         (RENEWAL_LAST_SUCCESS, |r| r.last_success),
