@@ -15,6 +15,7 @@ use certvigil_source::{EndpointSpec, ScanOptions, StartTls, Target, scan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+mod audit_cmd;
 mod ca_cmd;
 mod issue_cmd;
 
@@ -84,6 +85,9 @@ enum Command {
     /// The internal CA: create it, issue etcd, gRPC and TLS certificates from it.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// The deploy audit log: check its hash chain.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Issue managed certificates ([[certificate]] in the configuration) now, whatever their
     /// renewal plan, into the staging area the deploy stage consumes.
     ///
@@ -336,6 +340,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Issue { names, all, config } => issue_cmd::run(load_config(&config)?, names, all),
         Command::Plan { names, config } => issue_cmd::plan(load_config(&config)?, names),
         Command::Ca(command) => ca_cmd::run(command),
+        Command::Audit(command) => audit_cmd::run(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let text =
                 fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
