@@ -1,5 +1,5 @@
 //! `certvigil issue` (issue managed certificates now, into the staging area) and
-//! `certvigil plan` (when each one is due).
+//! `certvigil plan` (when each one is due) and `certvigil renew` (the whole pipeline).
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use certvigil_config::Config;
 use certvigil_core::renewal::{DueReason, Plan};
 use certvigil_core::timefmt::rfc3339;
-use certvigil_renew::Issuers;
+use certvigil_renew::{Issuers, RenewOptions, exit_code};
 
 /// Issues every certificate in `names` (all configured ones with `all`) concurrently.
 /// Exit status: 0 all issued, 1 at least one failed.
@@ -128,4 +128,27 @@ fn describe_due(reason: DueReason) -> String {
             rfc3339(since)
         ),
     }
+}
+
+/// `certvigil renew`: one renewal pass (issue what is due, activate, reload, verify).
+pub(crate) fn renew(config: Config, names: Vec<String>, force: bool, dry_run: bool) -> Result<u8> {
+    let names: Vec<String> = if names.is_empty() {
+        config.certificates.iter().map(|c| c.name.clone()).collect()
+    } else {
+        names
+    };
+    if names.is_empty() {
+        bail!("the configuration has no [[certificate]] to renew");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let issuers = Issuers::new(config);
+        let outcomes = issuers.renew(&names, RenewOptions { force, dry_run }).await;
+        for (name, outcome) in &outcomes {
+            println!("{name}: {}", outcome.describe());
+        }
+        Ok(exit_code(&outcomes))
+    })
 }

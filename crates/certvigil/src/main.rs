@@ -102,6 +102,26 @@ enum Command {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+    /// One renewal pass over the managed certificates: issue what is due, activate it
+    /// atomically, run each reload hook once, verify by handshake that the new certificate is
+    /// served, roll back when it is not. A pass resumes where an earlier one failed.
+    ///
+    /// Exit status: 0 nothing was due, 4 renewed (and verified where endpoints are
+    /// configured), 3 issued but activation, reload or verification is still pending,
+    /// 1 a renewal failed, 2 operational error.
+    Renew {
+        /// The [[certificate]] names (default: all).
+        names: Vec<String>,
+        /// TOML configuration with [[issuer]] and [[certificate]] entries.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Renew even when not due, and ignore the backoff of earlier failures.
+        #[arg(long)]
+        force: bool,
+        /// Only say what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// When each managed certificate is due for renewal, and why (the CA's ARI window is
     /// asked for and remembered when it offers one).
     Plan {
@@ -339,6 +359,12 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Issue { names, all, config } => issue_cmd::run(load_config(&config)?, names, all),
         Command::Plan { names, config } => issue_cmd::plan(load_config(&config)?, names),
+        Command::Renew {
+            names,
+            config,
+            force,
+            dry_run,
+        } => issue_cmd::renew(load_config(&config)?, names, force, dry_run),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Audit(command) => audit_cmd::run(command),
         Command::Config(ConfigCommand::Check { file }) => {

@@ -806,3 +806,66 @@ fn shipped_alerts_fire_and_clear_in_a_real_prometheus() {
         );
     }
 }
+
+#[test]
+fn the_daemon_renews_managed_certificates_and_exports_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    certvigil_ca::Ca::init(&ca_dir, &certvigil_ca::InitOptions::default()).unwrap();
+    let port = free_port();
+    let state = dir.path().join("state");
+    let managed = format!(
+        "[renewal]\nstate_dir = \"{}\"\ncheck_interval = \"1s\"\n\
+         [[issuer]]\nname = \"internal\"\ntype = \"internal-ca\"\ndir = \"{}\"\n\
+         [[certificate]]\nname = \"grpc\"\nissuer = \"internal\"\nprofile = \"grpc-server\"\n\
+         names = [\"grpc.internal\"]\nlifetime = \"10m\"\n[certificate.deploy]\n",
+        state.display(),
+        ca_dir.display()
+    );
+    let config_path = dir.path().join("certvigil.toml");
+    std::fs::write(&config_path, config(dir.path(), port, &managed)).unwrap();
+    let daemon = Daemon::start(&config_path, port);
+
+    // The first pass issues and activates it; the next scan reports the live set and the CA.
+    wait_for(
+        "a renewed certificate in /metrics",
+        Duration::from_secs(20),
+        || {
+            daemon
+                .metrics()
+                .contains("certvigil_renewal_last_success_timestamp_seconds{certificate=\"grpc\"}")
+        },
+    );
+    let metrics = daemon.metrics();
+    assert!(
+        metrics.contains("certvigil_renewal_stage{certificate=\"grpc\",stage=\"idle\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certvigil_renewal_consecutive_failures{certificate=\"grpc\"} 0"),
+        "{metrics}"
+    );
+    let next = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("certvigil_renewal_next_timestamp_seconds{certificate=\"grpc\"} ")
+        })
+        .expect("next renewal exported")
+        .parse::<i64>()
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Ten minutes of lifetime, renewed with a third left: due in about six and a half minutes.
+    assert!(
+        (now + 300..=now + 420).contains(&next),
+        "next {next}, now {now}"
+    );
+    wait_for(
+        "the live set and the CA scanned",
+        Duration::from_secs(20),
+        || {
+            let m = daemon.metrics();
+            m.contains("live/grpc/current") && m.contains("root.pem")
+        },
+    );
+    assert!(!daemon.log().contains("PRIVATE KEY"));
+}

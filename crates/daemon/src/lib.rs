@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use certvigil_config::{Config, SourceConfig};
 use certvigil_core::check::{self, Severity};
-use certvigil_report::{Report, json, prom};
+use certvigil_core::renewal::Plan;
+use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
+use certvigil_report::{RenewalStatus, Report, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -101,6 +103,8 @@ struct Shared {
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
     link_cache: Option<PathBuf>,
+    /// What the renewal scheduler last saw, rendered with the next scan.
+    renewals: RwLock<Arc<Vec<RenewalStatus>>>,
 }
 
 #[derive(Debug)]
@@ -151,8 +155,10 @@ async fn serve(
         snapshot: RwLock::new(None),
         rescan: Arc::new(Notify::new()),
         link_cache,
+        renewals: RwLock::default(),
     });
     tokio::spawn(scan_loop(shared.clone()));
+    tokio::spawn(renew_loop(shared.clone()));
     tokio::spawn(reload_on_hangup(shared.clone(), config_path));
     let watched = shared.clone();
     tokio::spawn(async move { systemd::watchdog_loop(move || healthy(&watched)).await });
@@ -290,8 +296,14 @@ async fn scan_loop(shared: Arc<Shared>) {
         }
         let polling = watcher.polling.clone();
         let cache = shared.link_cache.clone();
+        let renewals = shared
+            .renewals
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let started = Instant::now();
-        let job = tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling));
+        let job =
+            tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling, &renewals));
         match job.await {
             Ok(snapshot) => {
                 let previous = current(&shared);
@@ -322,6 +334,78 @@ async fn scan_loop(shared: Arc<Shared>) {
     }
 }
 
+/// The renewal scheduler: a renewal pass every `check_interval` over the managed
+/// certificates (issue what is due, activate, reload, verify, resume what a crash or a failure
+/// left), then the state of each one for /metrics.
+async fn renew_loop(shared: Arc<Shared>) {
+    let mut issuers: Option<(Arc<Config>, Arc<Issuers>)> = None;
+    loop {
+        let config = shared.config();
+        let interval = config.renewal.check_interval;
+        if !config.certificates.is_empty() {
+            let fresh = issuers
+                .as_ref()
+                .is_none_or(|(seen, _)| !Arc::ptr_eq(seen, &config));
+            if fresh {
+                issuers = Some((config.clone(), Arc::new(Issuers::new((*config).clone()))));
+            }
+            if let Some((_, current)) = &issuers {
+                let names: Vec<String> =
+                    config.certificates.iter().map(|c| c.name.clone()).collect();
+                for (name, outcome) in current.renew(&names, RenewOptions::default()).await {
+                    match &outcome {
+                        RenewOutcome::NotDue { .. } | RenewOutcome::BackingOff { .. } => {
+                            tracing::debug!(event = "renewal", certificate = %name, outcome = %outcome.describe())
+                        }
+                        RenewOutcome::Renewed { .. } | RenewOutcome::Staged { .. } => {
+                            tracing::info!(event = "renewal", certificate = %name, outcome = %outcome.describe())
+                        }
+                        _ => {
+                            tracing::warn!(event = "renewal", certificate = %name, outcome = %outcome.describe())
+                        }
+                    }
+                }
+                let statuses = renewal_statuses(current, &names).await;
+                let changed = {
+                    let mut slot = shared.renewals.write().unwrap_or_else(|e| e.into_inner());
+                    let changed = **slot != statuses;
+                    *slot = Arc::new(statuses);
+                    changed
+                };
+                if changed {
+                    shared.rescan.notify_one();
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn renewal_statuses(issuers: &Issuers, names: &[String]) -> Vec<RenewalStatus> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut out = Vec::new();
+    for name in names {
+        let state = issuers.state(name).unwrap_or_default();
+        let next_renewal = match issuers.plan(name, now).await {
+            Ok(report) => match report.plan {
+                Plan::NotYet { at } => Some(at),
+                Plan::Due(_) => Some(now),
+            },
+            Err(_) => None,
+        };
+        out.push(RenewalStatus {
+            certificate: name.clone(),
+            stage: state.stage.as_str(),
+            next_renewal,
+            last_attempt: state.last_attempt,
+            last_success: state.last_success,
+            consecutive_failures: state.failure.as_ref().map_or(0, |f| f.attempt),
+            reload_failures: state.reload_failures,
+        });
+    }
+    out
+}
+
 /// One pass of the same pipeline as `certvigil scan`, rendered for serving.
 /// Paths whose changes should trigger a rescan: file and directory sources, target files, or
 /// the standard locations when no source is configured.
@@ -341,11 +425,16 @@ fn watched_paths(config: &Config) -> Vec<PathBuf> {
     paths
 }
 
-fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -> Snapshot {
+fn scan_once(
+    config: &Config,
+    link_cache: Option<PathBuf>,
+    polling: &[String],
+    renewals: &[RenewalStatus],
+) -> Snapshot {
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
-        deployments: config.targets.clone(),
+        deployments: config.deployments(),
         ..ScanOptions::default()
     };
     if config.sources.is_empty() && config.targets.is_empty() {
@@ -367,6 +456,7 @@ fn scan_once(config: &Config, link_cache: Option<PathBuf>, polling: &[String]) -
     let mut report = Report::new(&inventory, &findings, &policy);
     report.scan_seconds = Some(started.elapsed().as_secs_f64());
     report.watch_polling = polling;
+    report.renewals = renewals;
     // Rendered straight into the compressor: the full text never sits in memory.
     let mut metrics = GzEncoder::new(Vec::new(), Compression::fast());
     let mut status = GzEncoder::new(Vec::new(), Compression::fast());

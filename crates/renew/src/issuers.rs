@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use certvigil_acme::{
-    AcmeClient, AcmeError, AcmeSettings, Eab, Http01Responder, OrderRequest, Solver,
+    AcmeClient, AcmeError, AcmeSettings, Eab, ErrorClass, Http01Responder, OrderRequest, Solver,
     TlsAlpnResponder,
 };
 use certvigil_ca::{Ca, CaError};
@@ -28,12 +28,41 @@ pub enum IssueError {
     UnknownCertificate(String),
     #[error("issuer {issuer:?}: {message}")]
     Setup { issuer: String, message: String },
+    /// The challenge responder or DNS provider could not be set up (a busy port ...).
+    #[error("issuer {issuer:?}: {message}")]
+    Responder { issuer: String, message: String },
     #[error(transparent)]
     Acme(#[from] AcmeError),
     #[error("internal CA: {0}")]
     Ca(#[from] CaError),
     #[error(transparent)]
     Staging(#[from] StagingError),
+}
+
+impl IssueError {
+    /// How the scheduler treats this failure: `transient`, `rate_limited`, `rejected` or
+    /// `configuration` (not retried until the configuration changes).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Acme(e) => match e.class() {
+                ErrorClass::BadNonce | ErrorClass::Transient => "transient",
+                ErrorClass::RateLimited => "rate_limited",
+                ErrorClass::Rejected => "rejected",
+                ErrorClass::Configuration => "configuration",
+            },
+            Self::Ca(CaError::Io { .. }) | Self::Staging(_) | Self::Responder { .. } => "transient",
+            Self::Ca(_) | Self::Setup { .. } | Self::UnknownCertificate(_) => "configuration",
+        }
+    }
+
+    /// When the CA asked us to come back (unix seconds), if it did.
+    pub fn retry_at(&self) -> Option<i64> {
+        let Self::Acme(e) = self else {
+            return None;
+        };
+        let at = e.retry_at()?.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        Some(at.as_secs() as i64)
+    }
 }
 
 /// The planner's verdict on one managed certificate, and what it was based on.
@@ -112,13 +141,33 @@ impl Issuers {
             .ok_or_else(|| IssueError::UnknownCertificate(name.to_owned()))
     }
 
-    /// The newest staged generation of `name` and its parsed leaf. A generation whose
-    /// certificate no longer parses counts as absent: it will be replaced.
+    /// The certificate in place for `name`: the live generation when it is deployed, else the
+    /// newest staged one, with its parsed leaf. A generation whose certificate no longer
+    /// parses counts as absent: it will be replaced.
     fn current(
         &self,
         name: &str,
     ) -> Result<Option<(Generation, Vec<u8>, Certificate)>, IssueError> {
-        let Some(generation) = self.staging.latest(name)? else {
+        let cert = self.certificate(name)?;
+        let generation = match cert.live_dir(&self.config.renewal) {
+            // A deployed certificate is judged by what is live, not by what was staged last
+            // (a rolled-back generation must not count as renewed).
+            Some(live) => match fs::read_link(live.join("current")) {
+                Ok(target) => {
+                    let id = target
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Some(Generation {
+                        dir: live.join("generations").join(&id),
+                        id,
+                    })
+                }
+                Err(_) => None,
+            },
+            None => self.staging.latest(name)?,
+        };
+        let Some(generation) = generation else {
             return Ok(None);
         };
         let path = generation.cert();
@@ -235,7 +284,7 @@ impl Issuers {
                 let solver = solver
                     .get_or_try_init(|| self.solver(&config.challenge))
                     .await
-                    .map_err(|message| IssueError::Setup {
+                    .map_err(|message| IssueError::Responder {
                         issuer: cert.issuer.clone(),
                         message,
                     })?;

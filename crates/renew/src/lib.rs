@@ -7,8 +7,10 @@
 
 mod ari;
 mod issuers;
+mod pipeline;
 pub mod state;
 pub mod verify;
 
 pub use ari::AriSchedule;
 pub use issuers::{IssueError, Issuers, PlanReport, Staged};
+pub use pipeline::{RenewOptions, RenewOutcome, exit_code};

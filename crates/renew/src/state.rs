@@ -52,8 +52,12 @@ pub struct Failure {
     pub message: String,
     /// Consecutive failures of this certificate.
     pub attempt: u32,
-    /// Not before (unix seconds).
+    /// Not before (unix seconds); `i64::MAX` for configuration errors, which wait for the
+    /// configuration to change instead.
     pub next_at: i64,
+    /// For configuration errors: the digest of the configuration that failed.
+    #[serde(default)]
+    pub config_digest: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +153,7 @@ mod tests {
                 message: "nginx: exit status 1".into(),
                 attempt: 2,
                 next_at: 1_800_000_000,
+                config_digest: None,
             }),
             last_attempt: Some(1),
             last_success: None,
