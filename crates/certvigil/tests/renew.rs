@@ -127,6 +127,28 @@ sni = "web.certvigil.test"
         )
     }
 
+    /// nginx serving a throw-away certificate from the live paths until certvigil puts the
+    /// real one there (its symlink replaces the placeholder directory's link).
+    fn nginx_with_placeholder(&self) -> servers::Server {
+        let certs = servers::Certs::new("placeholder", self.dir.path());
+        let leaf = certs.local_leaf("placeholder.test");
+        let generation = self
+            .live()
+            .join("generations")
+            .join("00000000000000000000-placeholder");
+        fs::create_dir_all(&generation).unwrap();
+        fs::write(generation.join("fullchain.pem"), &leaf.pem).unwrap();
+        fs::write(generation.join("cert.pem"), &leaf.pem).unwrap();
+        fs::write(generation.join("chain.pem"), "").unwrap();
+        fs::write(generation.join("privkey.pem"), leaf.key_pem()).unwrap();
+        std::os::unix::fs::symlink(
+            "generations/00000000000000000000-placeholder",
+            self.live().join("current"),
+        )
+        .unwrap();
+        self.nginx()
+    }
+
     fn nginx(&self) -> servers::Server {
         let live = self.live().join("current");
         let pair = (live.join("fullchain.pem"), live.join("privkey.pem"));
@@ -270,25 +292,37 @@ fn a_reload_hook_that_does_nothing_is_caught_and_rolled_back() {
 }
 
 #[test]
-fn a_crash_after_activation_resumes_without_issuing_again() {
-    let web = Web::new(3600);
-    let config = web.config("web.toml", "1/3", &web.signal_reload(), "10s");
-    // The first pass dies right after the new set went live (a kill -9 at that point).
-    let crashed = certvigil_with(
-        &["renew", "-c", path(&config)],
-        None,
-        &[("CERTVIGIL_FAULT", "renew.activated")],
-    );
-    assert_ne!(crashed.code, 0, "{}\n{}", crashed.stdout, crashed.stderr);
-    assert!(web.live().join("current/privkey.pem").exists());
-    let _nginx = web.nginx();
-    let run = certvigil(&["renew", "-c", path(&config)]);
-    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(
-        staged_count(&web.state, "web"),
-        1,
-        "the crashed pass's certificate is used"
-    );
+fn a_crash_at_each_stage_boundary_resumes_without_issuing_again() {
+    for point in ["renew.issued", "renew.activated", "renew.reloaded"] {
+        let web = Web::new(3600);
+        let _nginx = web.nginx_with_placeholder();
+        let config = web.config("web.toml", "1/3", &web.signal_reload(), "10s");
+        // The pass dies at `point`, as under kill -9.
+        let crashed = certvigil_with(
+            &["renew", "-c", path(&config)],
+            None,
+            &[("CERTVIGIL_FAULT", point)],
+        );
+        assert_ne!(
+            crashed.code, 0,
+            "{point}: {}\n{}",
+            crashed.stdout, crashed.stderr
+        );
+        assert_ne!(crashed.code, 4, "{point}: the pass must not have finished");
+        let run = certvigil(&["renew", "-c", path(&config)]);
+        assert_eq!(run.code, 4, "{point}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(
+            staged_count(&web.state, "web"),
+            1,
+            "{point}: the crashed pass's certificate is the one deployed"
+        );
+        let serial = renewed_serial(&run.stdout, "web").unwrap();
+        assert_eq!(
+            served_serial(web.port, "web.certvigil.test"),
+            serial,
+            "{point}"
+        );
+    }
 }
 
 #[test]
