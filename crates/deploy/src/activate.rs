@@ -110,7 +110,7 @@ pub enum DeployError {
     /// files until the journal is replayed, which [`LiveDir::recover`] (and the next
     /// `copy_out`, `activate` or `rollback`) does first.
     #[error(
-        "copy-out: {}: {source} ({renamed} of {total} files renamed; recover() finishes the rest from {})",
+        "copy-out: {}: {source} ({renamed} of {total} files renamed; recover() completes the copy-out from {})",
         path.display(),
         journal.display()
     )]

@@ -153,9 +153,11 @@ impl LiveDir {
             }
             fault::point("copyout.renamed");
         }
-        fault::io_error("copyout.fsync_targets")
-            .and_then(|()| sync_parents(plan.iter().map(|p| &p.target)))
-            .map_err(|e| interrupted(&plan[0].target, e, total))?;
+        sync_parents(
+            plan.iter().map(|p| &p.target),
+            Some("copyout.fsync_targets"),
+        )
+        .map_err(|(dir, e)| interrupted(&dir, e, total))?;
         fault::point("copyout.targets_synced");
         let journal_path = self.dir.join(JOURNAL);
         fault::io_error("copyout.journal_remove")
@@ -267,7 +269,8 @@ pub(super) fn settle_journal(
                     recovery.unresolved.push(entry.target.clone());
                 }
             }
-            sync_parents(journal.files.iter().map(|e| &e.target)).map_err(at(stage, &path))?;
+            sync_parents(journal.files.iter().map(|e| &e.target), None)
+                .map_err(|(dir, e)| at(stage, &dir)(e))?;
         }
     }
     fs::remove_file(&path).map_err(at(stage, &path))?;
@@ -357,9 +360,8 @@ fn write_temps(plan: &[Planned], contents: &Contents) -> Result<(), DeployError>
     for p in plan {
         write_temp(p, contents.bytes(p.part)).map_err(at(stage, &p.temp))?;
     }
-    fault::io_error("copyout.fsync_dir")
-        .and_then(|()| sync_parents(plan.iter().map(|p| &p.temp)))
-        .map_err(at(stage, &plan[0].temp))?;
+    sync_parents(plan.iter().map(|p| &p.temp), Some("copyout.fsync_dir"))
+        .map_err(|(dir, e)| at(stage, &dir)(e))?;
     Ok(())
 }
 
@@ -386,14 +388,24 @@ fn write_temp(p: &Planned, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn sync_parents<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> io::Result<()> {
+/// Fsyncs the directory of each path once; an error names the directory that failed.
+fn sync_parents<'a>(
+    paths: impl Iterator<Item = &'a PathBuf>,
+    io_point: Option<&str>,
+) -> Result<(), (PathBuf, io::Error)> {
     let parents: BTreeSet<&Path> = paths
         .map(|path| match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         })
         .collect();
-    parents.into_iter().try_for_each(sync_dir)
+    for parent in parents {
+        io_point
+            .map_or(Ok(()), fault::io_error)
+            .and_then(|()| sync_dir(parent))
+            .map_err(|e| (parent.to_owned(), e))?;
+    }
+    Ok(())
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
