@@ -123,6 +123,7 @@ fn describe_due(reason: DueReason) -> String {
         DueReason::Expired => "expired".into(),
         DueReason::Window { since } => format!("renewal window opened {}", rfc3339(since)),
         DueReason::Ari { since } => format!("the CA's ARI window asked for {}", rfc3339(since)),
+        DueReason::Forced => "forced".into(),
         DueReason::Emergency { since } => format!(
             "less than 1/20 of the lifetime left since {}",
             rfc3339(since)

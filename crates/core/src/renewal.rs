@@ -76,6 +76,8 @@ pub enum DueReason {
     Emergency {
         since: i64,
     },
+    /// An operator asked for it (`renew --force`); never returned by [`plan`].
+    Forced,
 }
 
 impl DueReason {
@@ -87,6 +89,7 @@ impl DueReason {
             Self::Window { .. } => "window",
             Self::Ari { .. } => "ari",
             Self::Emergency { .. } => "emergency",
+            Self::Forced => "forced",
         }
     }
 }

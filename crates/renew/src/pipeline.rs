@@ -219,7 +219,7 @@ impl Issuers {
                         outcomes.insert(name.clone(), RenewOutcome::NotDue { at });
                         continue;
                     }
-                    Plan::NotYet { .. } => DueReason::RequestChanged,
+                    Plan::NotYet { .. } => DueReason::Forced,
                     Plan::Due(reason) => reason,
                 };
                 if options.dry_run {
@@ -422,16 +422,7 @@ impl Issuers {
                 format!("generation {generation} is gone"),
             ));
         };
-        let leaf = fs::read(&cert_path)
-            .ok()
-            .and_then(|bytes| {
-                decode(&bytes, &DecodeOptions::default())
-                    .certs
-                    .into_iter()
-                    .next()
-            })
-            .and_then(|der| Certificate::from_der(&der).ok().map(|c| (der, c)));
-        let Some((leaf_der, leaf)) = leaf else {
+        let Some((leaf_der, leaf)) = read_leaf(&cert_path) else {
             return Err((
                 state,
                 "activate",
@@ -443,15 +434,8 @@ impl Issuers {
             .ok()
             .flatten()
             .filter(|current| Some(current) != state.generation.as_ref())
-            .and_then(|_| fs::read(live.paths().cert).ok())
-            .and_then(|bytes| {
-                decode(&bytes, &DecodeOptions::default())
-                    .certs
-                    .into_iter()
-                    .next()
-            })
-            .and_then(|der| Certificate::from_der(&der).ok())
-            .map(|c| c.serial_hex());
+            .and_then(|_| read_leaf(&live.paths().cert))
+            .map(|(_, c)| c.serial_hex());
         Ok(InFlight {
             cert,
             deploy,
@@ -588,7 +572,13 @@ impl Issuers {
                     "rollback",
                     json!({"generation": activation.current, "abandoned": flight.state.generation}),
                 );
-                // Tell the services to load the previous set again.
+                // Tell the services to load the previous set again; the hooks' environment
+                // names the abandoned serial as old and the restored one as new.
+                if let Some((der, leaf)) = read_leaf(&flight.live.paths().cert) {
+                    flight.old_serial = Some(flight.leaf.serial_hex());
+                    flight.leaf = leaf;
+                    flight.leaf_der = der;
+                }
                 flight.state.stage = Stage::Activated;
                 let mut ignored = BTreeMap::new();
                 Box::pin(self.reload_all(
@@ -735,6 +725,17 @@ fn backoff_secs(class: &str, attempt: u32) -> i64 {
     };
     let exp = first * (1i64 << attempt.saturating_sub(1).min(16));
     exp.min(cap)
+}
+
+/// The first certificate of a PEM file, DER and parsed.
+fn read_leaf(path: &std::path::Path) -> Option<(Vec<u8>, Certificate)> {
+    let bytes = fs::read(path).ok()?;
+    let der = decode(&bytes, &DecodeOptions::default())
+        .certs
+        .into_iter()
+        .next()?;
+    let leaf = Certificate::from_der(&der).ok()?;
+    Some((der, leaf))
 }
 
 fn failed(step: &str, e: impl std::fmt::Display) -> RenewOutcome {
