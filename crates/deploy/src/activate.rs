@@ -162,7 +162,8 @@ pub struct LivePaths {
 /// The outcome of [`LiveDir::activate`] or [`LiveDir::rollback`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Activation {
-    /// The generation that was live before this call, if any.
+    /// The generation that was live before this one, if any (for a retried activation of the
+    /// live generation, the one before it).
     pub previous: Option<String>,
     /// The generation that is live now.
     pub current: String,
@@ -252,6 +253,9 @@ impl LiveDir {
     /// Copies `generation` in (unless a generation with its id is already there, which must
     /// then hold the same files) and points `current` at it, then prunes old generations.
     ///
+    /// Activating the generation that is already live changes nothing; `previous` is then the
+    /// generation before it, what the first attempt reported.
+    ///
     /// On error the old generation stays live (a failed fsync after the swap swaps back), and
     /// the leftovers are removed by the next call.
     pub fn activate(&self, generation: &Generation) -> Result<Activation, DeployError> {
@@ -263,8 +267,11 @@ impl LiveDir {
 
         let before = self.read_current(Stage::Activate)?;
         if before.as_deref() == Some(id.as_str()) {
+            // A retried activation (say, after a crash before the caller recorded it): report
+            // the generation before this one, as the first attempt did.
+            let ids = self.list(Stage::Activate)?;
             return Ok(Activation {
-                previous: before,
+                previous: older_than(&ids, id).map(str::to_owned),
                 current: id.clone(),
             });
         }

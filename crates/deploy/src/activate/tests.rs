@@ -92,7 +92,12 @@ fn activate_twice_then_roll_back_and_forth() {
     // Activating the newer one again reuses its directory; activating the live one is a no-op.
     live.activate(&g[1]).unwrap();
     let again = live.activate(&g[1]).unwrap();
-    assert_eq!(again.previous, Some(g[1].id.clone()));
+    assert_eq!(
+        again.previous,
+        Some(g[0].id.clone()),
+        "as the first attempt said"
+    );
+    assert_eq!(again.current, g[1].id);
     assert_eq!(
         live.generations().unwrap(),
         vec![g[0].id.clone(), g[1].id.clone()]
