@@ -13,4 +13,4 @@ pub mod verify;
 
 pub use ari::AriSchedule;
 pub use issuers::{IssueError, Issuers, PlanReport, Staged};
-pub use pipeline::{RenewOptions, RenewOutcome, exit_code};
+pub use pipeline::{RENEW_POINTS, RenewOptions, RenewOutcome, exit_code};

@@ -20,6 +20,9 @@ use crate::issuers::{IssueError, Issuers};
 use crate::state::{CertState, Failure, Stage, StateStore};
 use crate::verify;
 
+/// Crash points of the pipeline (`CERTVIGIL_FAULT=<name>`), one after each persisted stage.
+pub const RENEW_POINTS: &[&str] = &["renew.issued", "renew.activated", "renew.reloaded"];
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RenewOptions {
     /// Renew even when not due (and ignore failure backoff).

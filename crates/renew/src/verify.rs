@@ -1,6 +1,7 @@
 //! Proof that a reload took: handshake with each endpoint of the target and compare the leaf it
-//! serves with the one just deployed, retrying within a grace period (a reload can take a
-//! moment to reach every worker).
+//! serves with the one just deployed, retrying within a grace period. One good handshake is not
+//! enough: while a server rolls its workers over (nginx after a reload), fresh connections can
+//! still land on an old worker, so the new leaf must be seen on several handshakes in a row.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,11 @@ pub struct VerifyError {
     pub seen: String,
 }
 
-/// Waits until `endpoint` serves `expected_leaf_der` as its leaf, for at most `grace`.
+/// Consecutive handshakes that must present the new leaf.
+pub const CONFIRMATIONS: u32 = 3;
+
+/// Waits until `endpoint` serves `expected_leaf_der` as its leaf on [`CONFIRMATIONS`]
+/// handshakes in a row, for at most `grace`.
 pub async fn served(
     endpoint: &EndpointSpec,
     expected_leaf_der: &[u8],
@@ -31,10 +36,18 @@ pub async fn served(
     // The chain is recorded whatever the trust verdict: no anchors are needed to compare.
     let anchors = Arc::new(root_store(&[]));
     let mut delay = Duration::from_millis(50);
+    let mut confirmed = 0;
     loop {
         let outcome = probe(endpoint, anchors.clone()).await;
         let seen = match outcome.chain.first() {
-            Some(leaf) if leaf.as_slice() == expected_leaf_der => return Ok(()),
+            Some(leaf) if leaf.as_slice() == expected_leaf_der => {
+                confirmed += 1;
+                if confirmed == CONFIRMATIONS {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             Some(leaf) => match Certificate::from_der(leaf) {
                 Ok(cert) => format!("it serves serial {}", cert.serial_hex()),
                 Err(_) => "it serves a certificate that does not parse".to_owned(),
@@ -43,6 +56,7 @@ pub async fn served(
                 .error
                 .unwrap_or_else(|| "no certificate was presented".to_owned()),
         };
+        confirmed = 0;
         if started.elapsed() + delay > grace {
             let expected = Certificate::from_der(expected_leaf_der)
                 .map_or_else(|_| "?".to_owned(), |c| c.serial_hex());
