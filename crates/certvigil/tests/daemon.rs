@@ -869,3 +869,76 @@ fn the_daemon_renews_managed_certificates_and_exports_their_state() {
     );
     assert!(!daemon.log().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn https_listener_with_basic_auth_and_a_certificate_reloaded_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certvigil_testutil::servers::Certs::new("listener", dir.path());
+    let first = certs.local_leaf("localhost");
+    let (cert, key) = certs.write_pair("listener", &first, false);
+    let root = certs.write_root();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let listener = format!(
+        "[daemon]\nlisten = \"127.0.0.1:{port}\"\nscan_interval = \"1s\"\nsystem_trust = false\n\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\nbasic_auth_user = \"prometheus\"\n\
+         basic_auth_password_file = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        password.display()
+    );
+    std::fs::write(&config_path, listener).unwrap();
+
+    let curl = |path: &str, user: Option<&str>| -> String {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&root)
+            .arg(format!("https://localhost:{port}{path}"));
+        if let Some(user) = user {
+            cmd.args(["-u", user]);
+        }
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certvigil"))
+        .args(["daemon", "--no-cache", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("HTTPS /readyz", Duration::from_secs(30), || {
+        curl("/readyz", None) == "200"
+    });
+    assert_eq!(curl("/healthz", None), "200", "liveness stays open");
+    assert_eq!(curl("/metrics", None), "401");
+    assert_eq!(curl("/metrics", Some("prometheus:wrong")), "401");
+    assert_eq!(curl("/status", Some("other:s3cret")), "401");
+    assert_eq!(curl("/metrics", Some("prometheus:s3cret")), "200");
+
+    // A renewed listener certificate is served without a restart.
+    let serial = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect 127.0.0.1:{port} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial"
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = serial();
+    let second = certs.local_leaf("localhost");
+    let (new_cert, new_key) = certs.write_pair("listener-next", &second, false);
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    wait_for(
+        "the renewed listener certificate",
+        Duration::from_secs(10),
+        || serial() != before,
+    );
+    assert_eq!(curl("/metrics", Some("prometheus:s3cret")), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -56,6 +56,23 @@ pub struct DaemonConfig {
     /// Also emit x509-certificate-exporter's metric names and labels, for existing alerts and
     /// dashboards.
     pub x509_exporter_compat: bool,
+    /// Serve HTTPS with this certificate and key (re-read when the files change).
+    pub tls: Option<ListenerTls>,
+    /// Require HTTP basic authentication on /metrics and /status.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The password lives in a file (read at start and on SIGHUP), never in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -354,8 +371,43 @@ impl Validator {
                 "system_trust",
                 "signature_cache",
                 "x509_exporter_compat",
+                "tls_cert",
+                "tls_key",
+                "basic_auth_user",
+                "basic_auth_password_file",
             ],
         );
+        let tls = match (
+            self.string(table, "daemon", "tls_cert"),
+            self.string(table, "daemon", "tls_key"),
+        ) {
+            (Some(cert), Some(key)) => Some(ListenerTls {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => {
+                self.error("daemon", "tls_cert and tls_key go together");
+                None
+            }
+        };
+        let basic_auth = match (
+            self.string(table, "daemon", "basic_auth_user"),
+            self.string(table, "daemon", "basic_auth_password_file"),
+        ) {
+            (Some(user), Some(file)) => Some(BasicAuth {
+                user,
+                password_file: file.into(),
+            }),
+            (None, None) => None,
+            _ => {
+                self.error(
+                    "daemon",
+                    "basic_auth_user and basic_auth_password_file go together",
+                );
+                None
+            }
+        };
         let listen = self
             .string(table, "daemon", "listen")
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
@@ -377,6 +429,8 @@ impl Validator {
             system_trust: self.boolean(table, "daemon", "system_trust", true),
             signature_cache: self.boolean(table, "daemon", "signature_cache", true),
             x509_exporter_compat: self.boolean(table, "daemon", "x509_exporter_compat", false),
+            tls,
+            basic_auth,
         }
     }
 

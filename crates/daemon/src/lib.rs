@@ -27,6 +27,7 @@ use certvigil_source::{ScanOptions, Target, scan};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+mod listener;
 mod watch;
 use tokio::sync::Notify;
 
@@ -149,7 +150,10 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| DaemonError::Bind(listen, e))?;
-    tracing::info!(%listen, "serving /metrics, /healthz, /readyz, /status");
+    // The listener's TLS and authentication are fixed at start (SIGHUP does not change them).
+    let tls = config.daemon.tls.clone();
+    let basic_auth = config.daemon.basic_auth.clone().map(Arc::new);
+    tracing::info!(%listen, tls = tls.is_some(), basic_auth = basic_auth.is_some(), "serving /metrics, /healthz, /readyz, /status");
     let shared = Arc::new(Shared {
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
@@ -163,14 +167,20 @@ async fn serve(
     let watched = shared.clone();
     tokio::spawn(async move { systemd::watchdog_loop(move || healthy(&watched)).await });
 
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/status", get(status))
+        .route("/status", get(status));
+    if let Some(auth) = basic_auth {
+        app = app.route_layer(axum::middleware::from_fn(move |request, next| {
+            listener::require_basic_auth(auth.clone(), request, next)
+        }));
+    }
+    // Liveness and readiness stay open: orchestrators probe them without credentials.
+    let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal())
+    listener::serve(listener, app, tls.as_ref(), stop_signal())
         .await
         .map_err(DaemonError::Serve)?;
     tracing::info!("stopped");
