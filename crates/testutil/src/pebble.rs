@@ -8,7 +8,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::servers::{Certs, Server, free_port, require, server_dir, write};
+use crate::servers::{Certs, Server, free_ports, require, server_dir, write};
 
 #[derive(Default)]
 pub struct PebbleOptions {
@@ -45,92 +45,100 @@ impl Pebble {
         let (cert, key) = certs.write_pair("listener", &listener, false);
         let listener_ca = certs.write_root();
 
-        let (acme, management) = (free_port(), free_port());
-        let (http_port, tls_port) = (free_port(), free_port());
         let mut dns = None;
         let dns_server = match &options.dns_server {
             Some(server) => server.clone(),
             None => {
                 let challtest = require("/usr/bin/pebble-challtestsrv");
-                let (dns_port, mgmt_port) = (free_port(), free_port());
-                let server = Server::start(
-                    "pebble-challtestsrv",
-                    Command::new(challtest).args([
-                        // Only IPv4: the validation authority would dial ::1 first otherwise.
-                        "-defaultIPv6",
-                        "",
-                        "-http01",
-                        "",
-                        "-https01",
-                        "",
-                        "-tlsalpn01",
-                        "",
-                        "-dns01",
-                        &format!("127.0.0.1:{dns_port}"),
-                        "-management",
-                        &format!("127.0.0.1:{mgmt_port}"),
-                    ]),
-                    dir.path(),
-                    "TERM",
-                )
-                .wait_ready(&[mgmt_port]);
+                // Ports are picked, released and then bound by the server: a parallel test can
+                // take one in between, so a start that loses that race is retried on others.
+                let (server, dns_port) = retry_on_taken_ports("pebble-challtestsrv", || {
+                    let [dns_port, mgmt_port] = free_ports::<2>();
+                    let server = Server::start(
+                        "pebble-challtestsrv",
+                        Command::new(challtest).args([
+                            // Only IPv4: the validation authority would dial ::1 first otherwise.
+                            "-defaultIPv6",
+                            "",
+                            "-http01",
+                            "",
+                            "-https01",
+                            "",
+                            "-tlsalpn01",
+                            "",
+                            "-dns01",
+                            &format!("127.0.0.1:{dns_port}"),
+                            "-management",
+                            &format!("127.0.0.1:{mgmt_port}"),
+                        ]),
+                        dir.path(),
+                        "TERM",
+                    );
+                    server.try_wait_ready(&[mgmt_port]).map(|s| (s, dns_port))
+                });
                 dns = Some(server);
                 format!("127.0.0.1:{dns_port}")
             }
         };
 
-        let mut config = serde_like_config(&[
-            ("listenAddress", format!("\"127.0.0.1:{acme}\"")),
-            (
-                "managementListenAddress",
-                format!("\"127.0.0.1:{management}\""),
-            ),
-            ("certificate", format!("{:?}", cert.display().to_string())),
-            ("privateKey", format!("{:?}", key.display().to_string())),
-            ("httpPort", http_port.to_string()),
-            ("tlsPort", tls_port.to_string()),
-            ("ocspResponderURL", "\"\"".into()),
-            (
-                "externalAccountBindingRequired",
-                (!options.eab_keys.is_empty()).to_string(),
-            ),
-        ]);
-        if let Some(secs) = options.validity_secs {
-            config.push_str(&format!(",\n    \"certificateValidityPeriod\": {secs}"));
-        }
-        if !options.eab_keys.is_empty() {
-            let keys: Vec<String> = options
-                .eab_keys
-                .iter()
-                .map(|(kid, hmac)| format!("{kid:?}: {hmac:?}"))
-                .collect();
-            config.push_str(&format!(
-                ",\n    \"externalAccountMACKeys\": {{{}}}",
-                keys.join(", ")
-            ));
-        }
-        let config_file = write(
-            dir.path(),
-            "pebble-config.json",
-            &format!("{{\n  \"pebble\": {{\n{config}\n  }}\n}}\n"),
-        );
-        let server = Server::start(
-            "pebble",
-            Command::new(pebble)
-                .arg("-config")
-                .arg(&config_file)
-                .args(["-dnsserver", &dns_server])
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .env(
-                    "PEBBLE_WFE_NONCEREJECT",
-                    options.nonce_reject_percent.to_string(),
-                )
-                .env("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string())
-                .current_dir(dir.path()),
-            dir.path(),
-            "TERM",
-        )
-        .wait_ready(&[acme, management]);
+        let (server, (acme, management, http_port, tls_port)) =
+            retry_on_taken_ports("pebble", || {
+                let [acme, management, http_port, tls_port] = free_ports::<4>();
+                let mut config = serde_like_config(&[
+                    ("listenAddress", format!("\"127.0.0.1:{acme}\"")),
+                    (
+                        "managementListenAddress",
+                        format!("\"127.0.0.1:{management}\""),
+                    ),
+                    ("certificate", format!("{:?}", cert.display().to_string())),
+                    ("privateKey", format!("{:?}", key.display().to_string())),
+                    ("httpPort", http_port.to_string()),
+                    ("tlsPort", tls_port.to_string()),
+                    ("ocspResponderURL", "\"\"".into()),
+                    (
+                        "externalAccountBindingRequired",
+                        (!options.eab_keys.is_empty()).to_string(),
+                    ),
+                ]);
+                if let Some(secs) = options.validity_secs {
+                    config.push_str(&format!(",\n    \"certificateValidityPeriod\": {secs}"));
+                }
+                if !options.eab_keys.is_empty() {
+                    let keys: Vec<String> = options
+                        .eab_keys
+                        .iter()
+                        .map(|(kid, hmac)| format!("{kid:?}: {hmac:?}"))
+                        .collect();
+                    config.push_str(&format!(
+                        ",\n    \"externalAccountMACKeys\": {{{}}}",
+                        keys.join(", ")
+                    ));
+                }
+                let config_file = write(
+                    dir.path(),
+                    "pebble-config.json",
+                    &format!("{{\n  \"pebble\": {{\n{config}\n  }}\n}}\n"),
+                );
+                let server = Server::start(
+                    "pebble",
+                    Command::new(pebble)
+                        .arg("-config")
+                        .arg(&config_file)
+                        .args(["-dnsserver", &dns_server])
+                        .env("PEBBLE_VA_NOSLEEP", "1")
+                        .env(
+                            "PEBBLE_WFE_NONCEREJECT",
+                            options.nonce_reject_percent.to_string(),
+                        )
+                        .env("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string())
+                        .current_dir(dir.path()),
+                    dir.path(),
+                    "TERM",
+                );
+                server
+                    .try_wait_ready(&[acme, management])
+                    .map(|s| (s, (acme, management, http_port, tls_port)))
+            });
         Self {
             directory: format!("https://127.0.0.1:{acme}/dir"),
             listener_ca,
@@ -169,6 +177,19 @@ impl Pebble {
         fs::create_dir_all(&path).unwrap();
         path
     }
+}
+
+/// Runs `attempt` until it does not fail on a port someone else took (at most five times).
+fn retry_on_taken_ports<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match attempt() {
+            Ok(value) => return value,
+            Err(e) if e.contains("address already in use") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{what}: every port it was given was taken:\n{last}")
 }
 
 fn serde_like_config(pairs: &[(&str, String)]) -> String {

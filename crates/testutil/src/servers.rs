@@ -48,6 +48,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct loopback ports nobody listens on right now (held together while picked).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// A world-readable temp dir: several servers drop privileges before reading their files.
 pub fn server_dir() -> TempDir {
     let dir = tempfile::Builder::new()
@@ -129,27 +137,34 @@ impl Server {
     }
 
     /// Waits until every port accepts TCP connections; panics with the logs otherwise.
-    pub fn wait_ready(mut self, ports: &[u16]) -> Self {
+    pub fn wait_ready(self, ports: &[u16]) -> Self {
+        self.try_wait_ready(ports).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Server::wait_ready`], but returns the failure (with the logs) instead of
+    /// panicking, for callers that retry on other ports.
+    pub fn try_wait_ready(mut self, ports: &[u16]) -> Result<Self, String> {
         let started = Instant::now();
         for port in ports {
             while TcpStream::connect(("127.0.0.1", *port)).is_err() {
                 if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "{} exited with {status} before listening:\n{}",
                         self.name,
                         self.logs()
-                    );
+                    ));
                 }
-                assert!(
-                    started.elapsed() < READY_TIMEOUT,
-                    "{} not listening on {port} after {READY_TIMEOUT:?}:\n{}",
-                    self.name,
-                    self.logs()
-                );
+                if started.elapsed() >= READY_TIMEOUT {
+                    return Err(format!(
+                        "{} not listening on {port} after {READY_TIMEOUT:?}:\n{}",
+                        self.name,
+                        self.logs()
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        self
+        Ok(self)
     }
 }
 
