@@ -153,3 +153,81 @@ pub(crate) fn renew(config: Config, names: Vec<String>, force: bool, dry_run: bo
         Ok(exit_code(&outcomes))
     })
 }
+
+/// `certvigil status`: where each managed certificate stands (state, what is live, what is
+/// next), as text or JSON.
+pub(crate) fn status(config: Config, names: Vec<String>, as_json: bool) -> Result<u8> {
+    let names: Vec<String> = if names.is_empty() {
+        config.certificates.iter().map(|c| c.name.clone()).collect()
+    } else {
+        names
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let issuers = Issuers::new(config);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut entries = Vec::new();
+        for name in &names {
+            let report = issuers.plan(name, now).await?;
+            let state = issuers.state(name)?;
+            let (due, next) = match report.plan {
+                Plan::NotYet { at } => (None, Some(at)),
+                Plan::Due(reason) => (Some(reason.as_str()), Some(now)),
+            };
+            let stamp = |t: Option<i64>| t.map(rfc3339);
+            entries.push(serde_json::json!({
+                "certificate": name,
+                "stage": state.stage.as_str(),
+                "generation": report.generation.as_ref().map(|g| g.id.clone()),
+                "serial": report.current.as_ref().map(|c| c.serial_hex()),
+                "not_after": stamp(report.current.as_ref().map(|c| c.not_after)),
+                "due": due,
+                "next_renewal": stamp(next),
+                "ari_window": report.ari.as_ref().map(|a| [rfc3339(a.window_start), rfc3339(a.window_end)]),
+                "last_attempt": stamp(state.last_attempt),
+                "last_success": stamp(state.last_success),
+                "failure": state.failure.as_ref().map(|f| serde_json::json!({
+                    "step": f.step,
+                    "class": f.class,
+                    "attempt": f.attempt,
+                    "message": f.message,
+                    "retry_at": (f.next_at != i64::MAX).then(|| rfc3339(f.next_at)),
+                })),
+            }));
+        }
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+        } else {
+            for e in &entries {
+                let get = |k: &str| e[k].as_str().unwrap_or("-").to_owned();
+                let due = match e["due"].as_str() {
+                    Some(reason) => format!("due now ({reason})"),
+                    None => format!("next renewal {}", get("next_renewal")),
+                };
+                println!(
+                    "{}: {}; stage {}; serial {} valid until {}; last success {}",
+                    get("certificate"),
+                    due,
+                    get("stage"),
+                    get("serial"),
+                    get("not_after"),
+                    get("last_success")
+                );
+                if let Some(f) = e["failure"].as_object() {
+                    println!(
+                        "  failing at {} ({}, attempt {}): {}",
+                        f["step"].as_str().unwrap_or("?"),
+                        f["class"].as_str().unwrap_or("?"),
+                        f["attempt"],
+                        f["message"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Ok(0)
+    })
+}

@@ -122,6 +122,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Where each managed certificate stands: renewal stage, what is live, when it is due,
+    /// the last attempt and success, and the failure being backed off, if any.
+    Status {
+        /// The [[certificate]] names (default: all).
+        names: Vec<String>,
+        /// TOML configuration with [[issuer]] and [[certificate]] entries.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// One JSON array for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// When each managed certificate is due for renewal, and why (the CA's ARI window is
     /// asked for and remembered when it offers one).
     Plan {
@@ -359,6 +371,11 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Issue { names, all, config } => issue_cmd::run(load_config(&config)?, names, all),
         Command::Plan { names, config } => issue_cmd::plan(load_config(&config)?, names),
+        Command::Status {
+            names,
+            config,
+            json,
+        } => issue_cmd::status(load_config(&config)?, names, json),
         Command::Renew {
             names,
             config,

@@ -301,6 +301,20 @@ fn a_reload_hook_that_does_nothing_is_caught_and_rolled_back() {
     assert_eq!(served_serial(web.port, "web.certvigil.test"), live_serial);
     let log = fs::read_to_string(web.state.join("audit.log")).unwrap();
     assert!(log.contains("\"rolled_back\""), "{log}");
+
+    // `status` tells the same story: the previous certificate is live, the failure is kept.
+    let status = certvigil(&["status", "--json", "-c", path(&noop)]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let entry = &status.json()[0];
+    assert_eq!(entry["certificate"], "web");
+    assert_eq!(entry["stage"], "idle");
+    assert_eq!(
+        entry["serial"].as_str().unwrap().to_ascii_uppercase(),
+        live_serial
+    );
+    assert_eq!(entry["failure"]["step"], "verify", "{entry:#}");
+    assert_eq!(entry["failure"]["attempt"], 1);
+    assert!(entry["last_success"].is_string());
 }
 
 #[test]

@@ -70,7 +70,7 @@ impl IssueError {
 pub struct PlanReport {
     pub name: String,
     pub plan: Plan,
-    /// The newest staged certificate, if any.
+    /// The certificate in place: the live one when deployed, else the newest staged one.
     pub current: Option<Certificate>,
     pub generation: Option<Generation>,
     /// The CA's ARI window and the point picked in it.
