@@ -942,3 +942,37 @@ fn https_listener_with_basic_auth_and_a_certificate_reloaded_from_disk() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn each_configured_source_reports_up_items_and_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Per source");
+    let certs = dir.path().join("certs");
+    write(&certs, "a.pem", &pki.leaf(&Spec::leaf("a.example")).pem);
+    write(&certs, "sub/b.pem", &pki.leaf(&Spec::leaf("b.example")).pem);
+    write(
+        &certs,
+        "junk.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    );
+    let missing = dir.path().join("not-there");
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!(
+        "[[source]]\npath = \"{}\"\n[[source]]\npath = \"{}\"\n",
+        certs.display(),
+        missing.display()
+    );
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    let daemon = Daemon::start(&config_path, port);
+    let metrics = daemon.metrics();
+    let has = |line: String| assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    let (c, m) = (certs.display(), missing.display());
+    has(format!("certvigil_source_up{{source=\"{c}\"}} 1"));
+    has(format!("certvigil_source_items{{source=\"{c}\"}} 2"));
+    has(format!(
+        "certvigil_source_problems{{source=\"{c}\",reason=\"parse\"}} 1"
+    ));
+    has(format!("certvigil_source_up{{source=\"{m}\"}} 0"));
+    has(format!("certvigil_source_items{{source=\"{m}\"}} 0"));
+}

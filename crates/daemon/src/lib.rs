@@ -467,6 +467,12 @@ fn scan_once(
     report.scan_seconds = Some(started.elapsed().as_secs_f64());
     report.watch_polling = polling;
     report.renewals = renewals;
+    let configured: Vec<String> = config
+        .path_sources()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    report.configured_sources = &configured;
     // Rendered straight into the compressor: the full text never sits in memory.
     let mut metrics = GzEncoder::new(Vec::new(), Compression::fast());
     let mut status = GzEncoder::new(Vec::new(), Compression::fast());

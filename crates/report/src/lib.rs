@@ -25,6 +25,8 @@ pub struct Report<'a> {
     pub watch_polling: &'a [String],
     /// Where each managed certificate's renewal stands (daemon only).
     pub renewals: &'a [RenewalStatus],
+    /// The configured file and directory sources, for per-source up/items/problems (daemon).
+    pub configured_sources: &'a [String],
 }
 
 /// The renewal state of one managed certificate, as the daemon's scheduler last saw it.
@@ -53,6 +55,7 @@ impl<'a> Report<'a> {
             scan_seconds: None,
             watch_polling: &[],
             renewals: &[],
+            configured_sources: &[],
         }
     }
 

@@ -25,6 +25,9 @@ pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
 pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
+pub const SOURCE_UP: &str = "certvigil_source_up";
+pub const SOURCE_ITEMS: &str = "certvigil_source_items";
+pub const SOURCE_PROBLEMS: &str = "certvigil_source_problems";
 pub const RENEWAL_NEXT: &str = "certvigil_renewal_next_timestamp_seconds";
 pub const RENEWAL_LAST_ATTEMPT: &str = "certvigil_renewal_last_attempt_timestamp_seconds";
 pub const RENEWAL_LAST_SUCCESS: &str = "certvigil_renewal_last_success_timestamp_seconds";
@@ -100,6 +103,21 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         SCAN_CERTIFICATES,
         "gauge",
         "Certificates found in the last scan (all locations).",
+    ),
+    (
+        SOURCE_UP,
+        "gauge",
+        "1 when a configured file or directory source could be read, 0 when it could not.",
+    ),
+    (
+        SOURCE_ITEMS,
+        "gauge",
+        "Certificates found under a configured file or directory source.",
+    ),
+    (
+        SOURCE_PROBLEMS,
+        "gauge",
+        "Files under a configured source that could not be read or parsed, by reason.",
     ),
     (
         RENEWAL_NEXT,
@@ -322,6 +340,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
         writeln!(out, "{SCAN_DURATION} {seconds:.6}")?;
     }
 
+    write_per_source(report, &mut out, &header)?;
     write_renewals(report, &mut out, &header)?;
 
     header(&mut out, SCAN_TIMESTAMP)?;
@@ -329,6 +348,62 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
     header(&mut out, SCAN_CERTIFICATES)?;
     writeln!(out, "{SCAN_CERTIFICATES} {}", report.occurrences().count())?;
     out.flush()
+}
+
+/// Up, items and problems per configured source: the files under it are attributed by path.
+fn write_per_source(
+    report: &Report<'_>,
+    out: &mut dyn Write,
+    header: &dyn Fn(&mut dyn Write, &str) -> io::Result<()>,
+) -> io::Result<()> {
+    if report.configured_sources.is_empty() {
+        return Ok(());
+    }
+    let under = |root: &str, name: &str| {
+        name == root
+            || name
+                .strip_prefix(root.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    header(out, SOURCE_UP)?;
+    for root in report.configured_sources {
+        let down = report
+            .inventory
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Read && p.location.name.as_ref() == root.as_str());
+        writeln!(
+            out,
+            "{SOURCE_UP}{{source=\"{}\"}} {}",
+            label(root),
+            u8::from(!down)
+        )?;
+    }
+    header(out, SOURCE_ITEMS)?;
+    for root in report.configured_sources {
+        let n = report
+            .occurrences()
+            .filter(|o| under(root, &o.source.location.name))
+            .count();
+        writeln!(out, "{SOURCE_ITEMS}{{source=\"{}\"}} {n}", label(root))?;
+    }
+    header(out, SOURCE_PROBLEMS)?;
+    for root in report.configured_sources {
+        for (kind, reason) in [(ProblemKind::Read, "read"), (ProblemKind::Parse, "parse")] {
+            let n = report
+                .inventory
+                .problems
+                .iter()
+                .filter(|p| p.kind == kind && under(root, &p.location.name))
+                .count();
+            writeln!(
+                out,
+                "{SOURCE_PROBLEMS}{{source=\"{}\",reason=\"{reason}\"}} {n}",
+                label(root)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn write_renewals(
