@@ -975,4 +975,24 @@ fn each_configured_source_reports_up_items_and_problems() {
     ));
     has(format!("certvigil_source_up{{source=\"{m}\"}} 0"));
     has(format!("certvigil_source_items{{source=\"{m}\"}} 0"));
+    // Scan durations accumulate in a histogram across scans.
+    has("# TYPE certvigil_scan_seconds histogram".to_owned());
+    wait_for("a second scan", Duration::from_secs(10), || {
+        daemon
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("certvigil_scan_seconds_count "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 2)
+    });
+    let metrics = daemon.metrics();
+    let inf = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("certvigil_scan_seconds_bucket{le=\"+Inf\"} "))
+        .unwrap();
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("certvigil_scan_seconds_count "))
+        .unwrap();
+    assert_eq!(inf, count);
 }

@@ -22,7 +22,7 @@ use certvigil_config::{Config, SourceConfig};
 use certvigil_core::check::{self, Severity};
 use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
-use certvigil_report::{RenewalStatus, Report, json, prom};
+use certvigil_report::{DurationHistogram, RenewalStatus, Report, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -42,6 +42,8 @@ struct Snapshot {
     finished: Instant,
     /// Findings of this scan, to log what appeared and what cleared since the last one.
     findings: Vec<FindingEvent>,
+    /// Scan durations since start, this scan included.
+    histogram: DurationHistogram,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -216,7 +218,7 @@ fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
 }
 
 /// Prometheus text by default; OpenMetrics when the scraper asks for it (Prometheus does).
-/// Every family is a gauge, whose lines are the same in both formats; OpenMetrics only adds
+/// Every family is a gauge or a histogram, whose lines are the same in both formats; OpenMetrics only adds
 /// the closing `# EOF`, sent as a second gzip member (gzip allows concatenated members).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some(snapshot) = current(&shared) else {
@@ -311,9 +313,13 @@ async fn scan_loop(shared: Arc<Shared>) {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let histogram = current(&shared)
+            .map(|s| s.histogram.clone())
+            .unwrap_or_default();
         let started = Instant::now();
-        let job =
-            tokio::task::spawn_blocking(move || scan_once(&config, cache, &polling, &renewals));
+        let job = tokio::task::spawn_blocking(move || {
+            scan_once(&config, cache, &polling, &renewals, histogram)
+        });
         match job.await {
             Ok(snapshot) => {
                 let previous = current(&shared);
@@ -440,6 +446,7 @@ fn scan_once(
     link_cache: Option<PathBuf>,
     polling: &[String],
     renewals: &[RenewalStatus],
+    mut histogram: DurationHistogram,
 ) -> Snapshot {
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
@@ -464,7 +471,10 @@ fn scan_once(
     let inventory = scan(&options);
     let findings = check::run(&inventory, &policy);
     let mut report = Report::new(&inventory, &findings, &policy);
-    report.scan_seconds = Some(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    report.scan_seconds = Some(seconds);
+    histogram.observe(seconds);
+    report.scan_histogram = Some(&histogram);
     report.watch_polling = polling;
     report.renewals = renewals;
     let configured: Vec<String> = config
@@ -497,6 +507,7 @@ fn scan_once(
             report.count(Severity::Warning)
         ),
         finished: Instant::now(),
+        histogram: histogram.clone(),
         findings: findings
             .iter()
             .map(|f| {

@@ -27,6 +27,48 @@ pub struct Report<'a> {
     pub renewals: &'a [RenewalStatus],
     /// The configured file and directory sources, for per-source up/items/problems (daemon).
     pub configured_sources: &'a [String],
+    /// Durations of every scan since the daemon started, this one included.
+    pub scan_histogram: Option<&'a DurationHistogram>,
+}
+
+/// A Prometheus histogram of durations in seconds, with fixed upper bounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DurationHistogram {
+    /// Cumulative counts per upper bound, as Prometheus exposes them.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl DurationHistogram {
+    /// Bounds from 10 ms (a small host) to 5 min (a very large one).
+    pub const BOUNDS: [f64; 12] = [
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 300.0,
+    ];
+
+    pub fn new() -> Self {
+        Self {
+            buckets: Self::BOUNDS.iter().map(|&b| (b, 0)).collect(),
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, seconds: f64) {
+        for (bound, count) in &mut self.buckets {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+impl Default for DurationHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The renewal state of one managed certificate, as the daemon's scheduler last saw it.
@@ -56,6 +98,7 @@ impl<'a> Report<'a> {
             watch_polling: &[],
             renewals: &[],
             configured_sources: &[],
+            scan_histogram: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
 pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
+pub const SCAN_SECONDS: &str = "certvigil_scan_seconds";
 pub const SOURCE_UP: &str = "certvigil_source_up";
 pub const SOURCE_ITEMS: &str = "certvigil_source_items";
 pub const SOURCE_PROBLEMS: &str = "certvigil_source_problems";
@@ -103,6 +104,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         SCAN_CERTIFICATES,
         "gauge",
         "Certificates found in the last scan (all locations).",
+    ),
+    (
+        SCAN_SECONDS,
+        "histogram",
+        "Durations of the daemon's scans since it started, in seconds.",
     ),
     (
         SOURCE_UP,
@@ -335,6 +341,19 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
         "{BUILD_INFO}{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     )?;
+    if let Some(histogram) = report.scan_histogram {
+        header(&mut out, SCAN_SECONDS)?;
+        for (bound, count) in &histogram.buckets {
+            writeln!(out, "{SCAN_SECONDS}_bucket{{le=\"{bound}\"}} {count}")?;
+        }
+        writeln!(
+            out,
+            "{SCAN_SECONDS}_bucket{{le=\"+Inf\"}} {}",
+            histogram.count
+        )?;
+        writeln!(out, "{SCAN_SECONDS}_sum {:.6}", histogram.sum)?;
+        writeln!(out, "{SCAN_SECONDS}_count {}", histogram.count)?;
+    }
     if let Some(seconds) = report.scan_seconds {
         header(&mut out, SCAN_DURATION)?;
         writeln!(out, "{SCAN_DURATION} {seconds:.6}")?;
