@@ -578,3 +578,61 @@ fn bad_endpoints_do_not_stop_the_run() {
     assert_eq!(code, 1);
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[test]
+fn prometheus_output_has_verify_reasons_and_chain_expiry_presented_and_best() {
+    let (lab, port) = sni_lab();
+    let endpoint = format!("127.0.0.1:{port}");
+    let prom = |args: &[&str]| {
+        let mut all = vec!["scan", "--format", "prom"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[endpoint.as_str(), "--sni", "a.test"]);
+        certvigil(&all).stdout
+    };
+    let trusted = prom(&["--ca-file", path(&lab.root), "--no-system-trust"]);
+    let line = |text: &str, prefix: &str| -> Option<i64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert!(
+        trusted.contains(&format!(
+            "certvigil_endpoint_verify_result{{source=\"{endpoint}\",sni=\"a.test\",reason=\"ok\"}} 1"
+        )),
+        "{trusted}"
+    );
+    let presented = line(
+        &trusted,
+        &format!("certvigil_endpoint_chain_expiry_timestamp_seconds{{source=\"{endpoint}\",sni=\"a.test\",chain=\"presented\"}}"),
+    )
+    .expect("presented chain expiry");
+    let best = line(
+        &trusted,
+        &format!("certvigil_endpoint_chain_expiry_timestamp_seconds{{source=\"{endpoint}\",sni=\"a.test\",chain=\"best\"}}"),
+    )
+    .expect("best chain expiry");
+    // The leaf (89 days) expires before its intermediate and root: both chains end there.
+    let leaf_not_after = line(
+        &trusted,
+        &format!("certvigil_cert_not_after_timestamp_seconds{{source=\"{endpoint} [sni=a.test]\",source_kind=\"endpoint\",index=\"0\""),
+    )
+    .expect("leaf not_after");
+    assert_eq!(presented, leaf_not_after, "{trusted}");
+    assert_eq!(best, leaf_not_after, "{trusted}");
+
+    // Trusting another root: the chain is sound but leads nowhere trusted.
+    let other = tempfile::tempdir().unwrap();
+    let other_root = Certs::new("other", other.path()).write_root();
+    let untrusted = prom(&["--ca-file", path(&other_root), "--no-system-trust"]);
+    assert!(
+        untrusted.contains(&format!(
+            "certvigil_endpoint_verify_result{{source=\"{endpoint}\",sni=\"a.test\",reason=\"unknown_issuer\"}} 1"
+        )),
+        "{untrusted}"
+    );
+    let nothing = prom(&["--no-system-trust"]);
+    assert!(
+        nothing.contains("reason=\"no_trust_anchors\"} 1"),
+        "{nothing}"
+    );
+}

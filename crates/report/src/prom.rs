@@ -25,6 +25,8 @@ pub const BUILD_INFO: &str = "certvigil_build_info";
 pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_disk";
 pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
+pub const ENDPOINT_VERIFY_RESULT: &str = "certvigil_endpoint_verify_result";
+pub const ENDPOINT_CHAIN_EXPIRY: &str = "certvigil_endpoint_chain_expiry_timestamp_seconds";
 pub const SCAN_SECONDS: &str = "certvigil_scan_seconds";
 pub const SOURCE_UP: &str = "certvigil_source_up";
 pub const SOURCE_ITEMS: &str = "certvigil_source_items";
@@ -104,6 +106,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         SCAN_CERTIFICATES,
         "gauge",
         "Certificates found in the last scan (all locations).",
+    ),
+    (
+        ENDPOINT_VERIFY_RESULT,
+        "gauge",
+        "1 for the outcome of verifying an endpoint's chain: ok or the reason it failed.",
+    ),
+    (
+        ENDPOINT_CHAIN_EXPIRY,
+        "gauge",
+        "Earliest notAfter in an endpoint's chain as presented, and along the chain certvigil builds to a root.",
     ),
     (
         SCAN_SECONDS,
@@ -267,6 +279,53 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 label(info.sni.as_deref().unwrap_or("")),
                 u8::from(info.verify_error.is_none())
             )?;
+        }
+    }
+
+    header(&mut out, ENDPOINT_VERIFY_RESULT)?;
+    for (_, source) in report.inventory.sources() {
+        if let Some(info) = source.endpoint() {
+            writeln!(
+                out,
+                "{ENDPOINT_VERIFY_RESULT}{{source=\"{}\",sni=\"{}\",reason=\"{}\"}} 1",
+                label(&source.location.name),
+                label(info.sni.as_deref().unwrap_or("")),
+                verify_reason(info.verify_error.as_deref())
+            )?;
+        }
+    }
+
+    header(&mut out, ENDPOINT_CHAIN_EXPIRY)?;
+    for (_, source) in report.inventory.sources() {
+        let (Some(info), Some(&leaf)) = (source.endpoint(), source.certs.first()) else {
+            continue;
+        };
+        let presented = source
+            .certs
+            .iter()
+            .map(|&id| report.inventory.cert(id).not_after)
+            .min();
+        // Along the issuer links certvigil verified, up to the root (trust store included).
+        let mut best = report.inventory.cert(leaf).not_after;
+        let mut seen = vec![leaf];
+        let mut at = leaf;
+        while let Some(link) = report.inventory.link(at) {
+            if seen.contains(&link.issuer) {
+                break;
+            }
+            best = best.min(report.inventory.cert(link.issuer).not_after);
+            seen.push(link.issuer);
+            at = link.issuer;
+        }
+        for (chain, value) in [("presented", presented), ("best", Some(best))] {
+            if let Some(value) = value {
+                writeln!(
+                    out,
+                    "{ENDPOINT_CHAIN_EXPIRY}{{source=\"{}\",sni=\"{}\",chain=\"{chain}\"}} {value}",
+                    label(&source.location.name),
+                    label(info.sni.as_deref().unwrap_or(""))
+                )?;
+            }
         }
     }
 
@@ -497,6 +556,32 @@ fn identity(o: &crate::Occurrence<'_>) -> String {
     )
 }
 
+/// A fixed, low-cardinality reason for a verification verdict (the library's message carries
+/// timestamps and names that would make a new series on every scan).
+fn verify_reason(error: Option<&str>) -> &'static str {
+    let Some(error) = error else {
+        return "ok";
+    };
+    let e = error.to_ascii_lowercase().replace([' ', '_'], "");
+    [
+        ("unknownissuer", "unknown_issuer"),
+        ("notvalidyet", "not_yet_valid"),
+        ("notyetvalid", "not_yet_valid"),
+        ("expired", "expired"),
+        ("notvalidafter", "expired"),
+        ("notvalidforname", "name_mismatch"),
+        ("revoked", "revoked"),
+        ("badsignature", "bad_signature"),
+        ("unsupportedsignature", "unsupported_signature"),
+        ("notrustanchors", "no_trust_anchors"),
+        ("extendedkeyusage", "key_usage"),
+        ("requiredekunotfound", "key_usage"),
+    ]
+    .iter()
+    .find(|(needle, _)| e.contains(needle))
+    .map_or("other", |(_, reason)| reason)
+}
+
 /// The CN out of an RFC 4514 string, for labels.
 fn cn_of(dn: &str) -> String {
     dn.split(',')
@@ -527,6 +612,28 @@ pub fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_reasons_are_a_fixed_set() {
+        assert_eq!(verify_reason(None), "ok");
+        assert_eq!(
+            verify_reason(Some("invalid peer certificate: UnknownIssuer")),
+            "unknown_issuer"
+        );
+        assert_eq!(
+            verify_reason(Some(
+                "invalid peer certificate: certificate expired: verification time 1764000000 (UNIX), but certificate is not valid after 1763000000 (1000000 seconds ago)"
+            )),
+            "expired"
+        );
+        assert_eq!(
+            verify_reason(Some(
+                "invalid peer certificate: certificate not valid for name \"x\""
+            )),
+            "name_mismatch"
+        );
+        assert_eq!(verify_reason(Some("something new")), "other");
+    }
 
     #[test]
     fn labels_are_escaped_and_bounded() {
