@@ -636,3 +636,35 @@ fn prometheus_output_has_verify_reasons_and_chain_expiry_presented_and_best() {
         "{nothing}"
     );
 }
+
+#[test]
+fn failed_probes_are_exported_with_the_step_that_failed() {
+    let silent = Listener::silent();
+    let garbage = Listener::garbage(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\xff\xfe");
+    let refused = free_port();
+    let (s, g, r) = (
+        format!("127.0.0.1:{}", silent.port),
+        format!("127.0.0.1:{}", garbage.port),
+        format!("127.0.0.1:{refused}"),
+    );
+    let run = certvigil(&[
+        "scan",
+        "--format",
+        "prom",
+        "--no-system-trust",
+        "--timeout",
+        "1",
+        &s,
+        &g,
+        &r,
+    ]);
+    for (source, reason) in [(&s, "timeout"), (&g, "handshake"), (&r, "connect")] {
+        let line =
+            format!("certvigil_endpoint_probe_error{{source=\"{source}\",reason=\"{reason}\"}} 1");
+        assert!(
+            run.stdout.contains(&line),
+            "{line} missing:\n{}",
+            run.stdout
+        );
+    }
+}

@@ -26,6 +26,7 @@ pub const TARGET_SERVED_MATCHES_DISK: &str = "certvigil_target_served_matches_di
 pub const WATCH_POLLING: &str = "certvigil_watch_polling";
 pub const SCAN_CERTIFICATES: &str = "certvigil_scan_certificates";
 pub const ENDPOINT_VERIFY_RESULT: &str = "certvigil_endpoint_verify_result";
+pub const ENDPOINT_PROBE_ERROR: &str = "certvigil_endpoint_probe_error";
 pub const ENDPOINT_CHAIN_EXPIRY: &str = "certvigil_endpoint_chain_expiry_timestamp_seconds";
 pub const SCAN_SECONDS: &str = "certvigil_scan_seconds";
 pub const SOURCE_UP: &str = "certvigil_source_up";
@@ -111,6 +112,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         ENDPOINT_VERIFY_RESULT,
         "gauge",
         "1 for the outcome of verifying an endpoint's chain: ok or the reason it failed.",
+    ),
+    (
+        ENDPOINT_PROBE_ERROR,
+        "gauge",
+        "1 for an endpoint whose probe failed, with why: resolve, connect, timeout, starttls, handshake, client_cert_rejected or setup.",
     ),
     (
         ENDPOINT_CHAIN_EXPIRY,
@@ -291,6 +297,18 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                 label(&source.location.name),
                 label(info.sni.as_deref().unwrap_or("")),
                 verify_reason(info.verify_error.as_deref())
+            )?;
+        }
+    }
+
+    header(&mut out, ENDPOINT_PROBE_ERROR)?;
+    for problem in &report.inventory.problems {
+        if problem.kind == ProblemKind::Endpoint {
+            writeln!(
+                out,
+                "{ENDPOINT_PROBE_ERROR}{{source=\"{}\",reason=\"{}\"}} 1",
+                label(&problem.location.name),
+                probe_error_reason(&problem.reason)
             )?;
         }
     }
@@ -582,6 +600,25 @@ fn verify_reason(error: Option<&str>) -> &'static str {
     .map_or("other", |(_, reason)| reason)
 }
 
+/// A fixed reason for a failed probe, from the step the probe's error names.
+fn probe_error_reason(message: &str) -> &'static str {
+    if message.starts_with("resolve") {
+        "resolve"
+    } else if message.starts_with("connect to") {
+        "connect"
+    } else if message.starts_with("timed out") {
+        "timeout"
+    } else if message.contains("STARTTLS") {
+        "starttls"
+    } else if message.contains("client certificate") {
+        "client_cert_rejected"
+    } else if message.starts_with("TLS handshake") {
+        "handshake"
+    } else {
+        "setup"
+    }
+}
+
 /// The CN out of an RFC 4514 string, for labels.
 fn cn_of(dn: &str) -> String {
     dn.split(',')
@@ -612,6 +649,31 @@ pub fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_errors_map_to_their_step() {
+        assert_eq!(
+            probe_error_reason("connect to 127.0.0.1:1: connection refused"),
+            "connect"
+        );
+        assert_eq!(
+            probe_error_reason("timed out after 5s during TLS handshake"),
+            "timeout"
+        );
+        assert_eq!(
+            probe_error_reason("resolve nowhere.invalid: no addresses"),
+            "resolve"
+        );
+        assert_eq!(probe_error_reason("smtp STARTTLS: refused"), "starttls");
+        assert_eq!(
+            probe_error_reason(
+                "TLS handshake: server rejected the connection after asking for a client certificate: x"
+            ),
+            "client_cert_rejected"
+        );
+        assert_eq!(probe_error_reason("TLS handshake: garbage"), "handshake");
+        assert_eq!(probe_error_reason("bad client key"), "setup");
+    }
 
     #[test]
     fn verify_reasons_are_a_fixed_set() {
