@@ -216,6 +216,9 @@ struct SourceArgs {
     /// Endpoint timeout in seconds (connect + STARTTLS + handshake).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
+    /// Endpoints probed at the same time.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
 }
 
 #[derive(Args, Clone)]
@@ -476,6 +479,7 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         ca_files: args.ca_file.clone(),
         expect: Default::default(),
         keep_der,
+        endpoint_concurrency: usize::from(args.concurrency),
         link_cache: if args.no_cache {
             None
         } else {

@@ -60,6 +60,8 @@ pub struct DaemonConfig {
     pub tls: Option<ListenerTls>,
     /// Require HTTP basic authentication on /metrics and /status.
     pub basic_auth: Option<BasicAuth>,
+    /// Endpoints probed at the same time during a scan.
+    pub endpoint_concurrency: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -375,6 +377,7 @@ impl Validator {
                 "tls_key",
                 "basic_auth_user",
                 "basic_auth_password_file",
+                "endpoint_concurrency",
             ],
         );
         let tls = match (
@@ -431,6 +434,13 @@ impl Validator {
             x509_exporter_compat: self.boolean(table, "daemon", "x509_exporter_compat", false),
             tls,
             basic_auth,
+            endpoint_concurrency: self.number(
+                table,
+                "daemon",
+                "endpoint_concurrency",
+                32.0,
+                (1.0, 1024.0),
+            ) as usize,
         }
     }
 

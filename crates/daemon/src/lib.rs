@@ -452,6 +452,7 @@ fn scan_once(
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
         deployments: config.deployments(),
+        endpoint_concurrency: config.daemon.endpoint_concurrency,
         ..ScanOptions::default()
     };
     if config.sources.is_empty() && config.targets.is_empty() {
