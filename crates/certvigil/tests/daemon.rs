@@ -959,7 +959,7 @@ fn each_configured_source_reports_up_items_and_problems() {
     let port = free_port();
     let config_path = dir.path().join("certvigil.toml");
     let sources = format!(
-        "[[source]]\npath = \"{}\"\n[[source]]\npath = \"{}\"\n",
+        "[[source]]\npath = \"{}\"\nlabels = {{ team = \"pki\" }}\n[[source]]\npath = \"{}\"\n",
         certs.display(),
         missing.display()
     );
@@ -975,6 +975,15 @@ fn each_configured_source_reports_up_items_and_problems() {
     ));
     has(format!("certvigil_source_up{{source=\"{m}\"}} 0"));
     has(format!("certvigil_source_items{{source=\"{m}\"}} 0"));
+    // The source's labels ride on its certificate series (both certificates, none elsewhere).
+    let labelled = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("certvigil_cert_not_after_timestamp_seconds{")
+                && l.contains(",team=\"pki\"}")
+        })
+        .count();
+    assert_eq!(labelled, 2, "{metrics}");
     // Scan durations accumulate in a histogram across scans.
     has("# TYPE certvigil_scan_seconds histogram".to_owned());
     wait_for("a second scan", Duration::from_secs(10), || {

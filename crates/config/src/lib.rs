@@ -43,6 +43,8 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     /// Managed certificates: issued and renewed by certvigil.
     pub certificates: Vec<CertificateConfig>,
+    /// Labels added to the certificate series of some sources.
+    pub source_labels: Vec<SourceLabels>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +109,32 @@ pub enum SourceConfig {
     },
     Endpoint(Box<EndpointSpec>),
 }
+
+/// Extra labels for the certificate series of one `[[source]]` (`labels = { team = "web" }`):
+/// the source's path (everything under it) or endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLabels {
+    pub source: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Label names certvigil's own series use; a source label may not shadow them.
+const RESERVED_LABELS: [&str; 14] = [
+    "source",
+    "source_kind",
+    "index",
+    "fingerprint",
+    "serial",
+    "subject_cn",
+    "issuer_cn",
+    "key_algorithm",
+    "key_bits",
+    "signature_algorithm",
+    "is_ca",
+    "job",
+    "instance",
+    "le",
+];
 
 /// One problem, located by its TOML key path (`source[2].timeout`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +255,7 @@ impl Config {
                 renewal,
                 issuers,
                 certificates,
+                source_labels: v.source_labels,
             })
         } else {
             Err(ConfigErrors(v.errors))
@@ -251,6 +280,7 @@ fn with_endpoint_options<'a>(keys: &[&'a str]) -> Vec<&'a str> {
 #[derive(Default)]
 struct Validator {
     errors: Vec<ConfigError>,
+    source_labels: Vec<SourceLabels>,
 }
 
 impl Validator {
@@ -625,10 +655,66 @@ impl Validator {
         self.known_keys(
             &prefix,
             table,
-            &with_endpoint_options(&["path", "endpoint"]),
+            &with_endpoint_options(&["path", "endpoint", "labels"]),
         );
         let path = self.string(table, &prefix, "path");
         let endpoint = self.string(table, &prefix, "endpoint");
+        let labels = self.labels(table, &prefix);
+        let parsed = self.source_kind(table, &prefix, path, endpoint);
+        if let (Some(source), false) = (&parsed, labels.is_empty()) {
+            let key = match source {
+                SourceConfig::Path { path } => path.display().to_string(),
+                SourceConfig::Endpoint(spec) => spec.display.clone(),
+            };
+            self.source_labels.push(SourceLabels {
+                source: key,
+                labels,
+            });
+        }
+        parsed
+    }
+
+    fn labels(&mut self, table: &Table, prefix: &str) -> Vec<(String, String)> {
+        let Some(value) = table.get("labels") else {
+            return Vec::new();
+        };
+        let key = format!("{prefix}.labels");
+        let Value::Table(labels) = value else {
+            self.error(
+                key,
+                "must be a table of strings: labels = { team = \"web\" }",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, value) in labels {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with("__");
+            if !valid {
+                self.error(format!("{key}.{name}"), "is not a Prometheus label name");
+            } else if RESERVED_LABELS.contains(&name.as_str()) {
+                self.error(format!("{key}.{name}"), "is one of certvigil's own labels");
+            } else if let Some(text) = value.as_str() {
+                out.push((name.clone(), text.to_owned()));
+            } else {
+                self.error(format!("{key}.{name}"), "must be a string");
+            }
+        }
+        out
+    }
+
+    fn source_kind(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        path: Option<String>,
+        endpoint: Option<String>,
+    ) -> Option<SourceConfig> {
+        let prefix = prefix.to_owned();
         match (path, endpoint) {
             (Some(path), None) => {
                 for key in ENDPOINT_OPTIONS {
@@ -766,6 +852,41 @@ mod tests {
         .unwrap();
         assert_eq!(good.targets[0].endpoint.sni.as_deref(), Some("web.example"));
         assert!(good.targets[0].key.is_some());
+    }
+
+    #[test]
+    fn sources_carry_labels_and_bad_ones_are_named() {
+        let text = r#"
+            [[source]]
+            path = "/etc/nginx/tls"
+            labels = { team = "web", env = "prod" }
+            [[source]]
+            endpoint = "db.internal:5432"
+            starttls = "postgres"
+            labels = { team = "data" }
+        "#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.source_labels.len(), 2);
+        assert_eq!(config.source_labels[0].source, "/etc/nginx/tls");
+        assert!(
+            config.source_labels[0]
+                .labels
+                .contains(&("env".to_owned(), "prod".to_owned()))
+        );
+        assert_eq!(config.source_labels[1].source, "db.internal:5432");
+        let errors = Config::parse(
+            "[[source]]\npath = \"/x\"\nlabels = { fingerprint = \"a\", \"bad-name\" = \"b\", n = 1 }\n",
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        for expected in [
+            "source[0].labels.fingerprint",
+            "source[0].labels.bad-name",
+            "source[0].labels.n",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use certvigil_config::{Config, SourceConfig};
 use certvigil_core::check::{self, Severity};
 use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
-use certvigil_report::{DurationHistogram, RenewalStatus, Report, json, prom};
+use certvigil_report::{DurationHistogram, RenewalStatus, Report, SourceLabels, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -484,6 +484,15 @@ fn scan_once(
         .map(|p| p.display().to_string())
         .collect();
     report.configured_sources = &configured;
+    let labels: Vec<SourceLabels> = config
+        .source_labels
+        .iter()
+        .map(|s| SourceLabels {
+            source: s.source.clone(),
+            labels: s.labels.clone(),
+        })
+        .collect();
+    report.source_labels = &labels;
     // Rendered straight into the compressor: the full text never sits in memory.
     let mut metrics = GzEncoder::new(Vec::new(), Compression::fast());
     let mut status = GzEncoder::new(Vec::new(), Compression::fast());

@@ -29,6 +29,26 @@ pub struct Report<'a> {
     pub configured_sources: &'a [String],
     /// Durations of every scan since the daemon started, this one included.
     pub scan_histogram: Option<&'a DurationHistogram>,
+    /// Extra labels for the certificate series under a source path or of an endpoint.
+    pub source_labels: &'a [SourceLabels],
+}
+
+/// Labels the configuration gives one source's certificate series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLabels {
+    /// A path (applies to everything under it) or an endpoint as displayed (`host:port`).
+    pub source: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl SourceLabels {
+    /// Does a certificate found at `location` belong to this source?
+    pub fn covers(&self, location: &str) -> bool {
+        location == self.source
+            || location
+                .strip_prefix(self.source.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
 }
 
 /// A Prometheus histogram of durations in seconds, with fixed upper bounds.
@@ -99,6 +119,7 @@ impl<'a> Report<'a> {
             renewals: &[],
             configured_sources: &[],
             scan_histogram: None,
+            source_labels: &[],
         }
     }
 

@@ -196,7 +196,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             } else {
                 o.cert.not_before
             };
-            writeln!(out, "{name}{{{}}} {value}", identity(&o))?;
+            writeln!(out, "{name}{{{}}} {value}", identity(report, &o))?;
         }
     }
 
@@ -216,7 +216,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
         writeln!(
             out,
             "{CERT_INFO}{{{},serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
-            identity(&o),
+            identity(report, &o),
             label(&o.cert.serial_hex()),
             label(o.cert.common_name().unwrap_or("")),
             label(&issuer_cn),
@@ -560,18 +560,29 @@ fn write_renewals(
     Ok(())
 }
 
-fn identity(o: &crate::Occurrence<'_>) -> String {
+fn identity(report: &Report<'_>, o: &crate::Occurrence<'_>) -> String {
     let mut source = o.source.location.name.to_string();
     if let Some(detail) = &o.source.location.detail {
         source.push_str(&format!(" [{detail}]"));
     }
-    format!(
+    let mut out = format!(
         "source=\"{}\",source_kind=\"{}\",index=\"{}\",fingerprint=\"{}\"",
         label(&source),
         o.source.kind().as_str(),
         o.index,
         o.cert.fingerprint_hex()
-    )
+    );
+    // The first configured source that contains this location gives its labels.
+    if let Some(extra) = report
+        .source_labels
+        .iter()
+        .find(|s| s.covers(&o.source.location.name))
+    {
+        for (name, value) in &extra.labels {
+            out.push_str(&format!(",{name}=\"{}\"", label(value)));
+        }
+    }
+    out
 }
 
 /// A fixed, low-cardinality reason for a verification verdict (the library's message carries
