@@ -3,8 +3,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -552,7 +550,7 @@ async fn register(
             ErrorKind::Config(format!("account JSON: {e}")),
         )
     })?);
-    write_private(account_file, &json).map_err(|e| {
+    certvigil_issue::write_file_atomic(account_file, &json, 0o600).map_err(|e| {
         AcmeError::new(
             Step::Account,
             ErrorKind::Config(format!(
@@ -564,27 +562,6 @@ async fn register(
     })?;
     tracing::info!(account = account.id(), file = %account_file.display(), "registered ACME account");
     Ok(account)
-}
-
-/// Writes a secret file 0600 through a temporary name, so a crash never leaves half of it.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

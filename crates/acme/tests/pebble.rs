@@ -44,6 +44,23 @@ async fn http01(pebble: &Pebble) -> Solver {
     Solver::Http01(Arc::new(Http01Responder::bind(addr).await.unwrap()))
 }
 
+/// RFC 2136 updates to `bind` with its TSIG key, propagation checked on it.
+fn rfc2136(bind: &Bind) -> Provider {
+    Provider::from_config(&ProviderConfig::Rfc2136(Rfc2136Config {
+        server: bind.addr(),
+        zone: None,
+        tsig_key_name: bind.key_name.clone(),
+        tsig_algorithm: bind.algorithm.clone(),
+        tsig_secret_file: Some(bind.secret_file.clone()),
+        tsig_secret_env: None,
+        ttl: 60,
+        timeout: Duration::from_secs(5),
+        propagation_timeout: Duration::from_secs(20),
+        propagation_servers: vec![bind.addr()],
+    }))
+    .unwrap()
+}
+
 /// OpenSSL's own verdict, independent of our validation code.
 fn openssl_verifies(pebble: &Pebble, outcome: &Outcome, dir: &Path) {
     let root = dir.join("root.pem");
@@ -197,19 +214,7 @@ async fn dns01_through_bind_with_tsig_issues_a_wildcard_and_removes_the_records(
         dns_server: Some(bind.addr().to_string()),
         ..PebbleOptions::default()
     });
-    let provider = Provider::from_config(&ProviderConfig::Rfc2136(Rfc2136Config {
-        server: bind.addr(),
-        zone: None,
-        tsig_key_name: bind.key_name.clone(),
-        tsig_algorithm: bind.algorithm.clone(),
-        tsig_secret_file: Some(bind.secret_file.clone()),
-        tsig_secret_env: None,
-        ttl: 60,
-        timeout: Duration::from_secs(5),
-        propagation_timeout: Duration::from_secs(20),
-        propagation_servers: vec![bind.addr()],
-    }))
-    .unwrap();
+    let provider = rfc2136(&bind);
     let account_file = pebble.state_dir("state").join("account.json");
     let solver = Solver::Dns01(Arc::new(provider));
     let client = AcmeClient::connect(settings(&pebble), &account_file)
@@ -245,19 +250,7 @@ async fn a_failed_dns01_validation_still_removes_the_records() {
     );
     // Pebble asks pebble-challtestsrv, which never sees what we publish in BIND.
     let pebble = Pebble::start(PebbleOptions::default());
-    let provider = Provider::from_config(&ProviderConfig::Rfc2136(Rfc2136Config {
-        server: bind.addr(),
-        zone: None,
-        tsig_key_name: bind.key_name.clone(),
-        tsig_algorithm: bind.algorithm.clone(),
-        tsig_secret_file: Some(bind.secret_file.clone()),
-        tsig_secret_env: None,
-        ttl: 60,
-        timeout: Duration::from_secs(5),
-        propagation_timeout: Duration::from_secs(20),
-        propagation_servers: vec![bind.addr()],
-    }))
-    .unwrap();
+    let provider = rfc2136(&bind);
     let account_file = pebble.state_dir("state").join("account.json");
     let solver = Solver::Dns01(Arc::new(provider));
     let client = AcmeClient::connect(settings(&pebble), &account_file)

@@ -12,8 +12,8 @@ use certvigil_renew::{Issuers, RenewOptions, exit_code};
 /// Issues every certificate in `names` (all configured ones with `all`) concurrently.
 /// Exit status: 0 all issued, 1 at least one failed.
 pub(crate) fn run(config: Config, names: Vec<String>, all: bool) -> Result<u8> {
-    let names: Vec<String> = if all {
-        config.certificates.iter().map(|c| c.name.clone()).collect()
+    let names = if all {
+        names_or_all(&config, Vec::new())
     } else {
         names
     };
@@ -33,10 +33,7 @@ pub(crate) fn run(config: Config, names: Vec<String>, all: bool) -> Result<u8> {
             );
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let issuers = Arc::new(Issuers::new(config));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, name) in names.iter().enumerate() {
@@ -71,15 +68,8 @@ pub(crate) fn run(config: Config, names: Vec<String>, all: bool) -> Result<u8> {
 
 /// `certvigil plan`: what the renewal planner says about each managed certificate.
 pub(crate) fn plan(config: Config, names: Vec<String>) -> Result<u8> {
-    let names: Vec<String> = if names.is_empty() {
-        config.certificates.iter().map(|c| c.name.clone()).collect()
-    } else {
-        names
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    let names = names_or_all(&config, names);
+    runtime()?.block_on(async move {
         let issuers = Issuers::new(config);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -133,18 +123,11 @@ fn describe_due(reason: DueReason) -> String {
 
 /// `certvigil renew`: one renewal pass (issue what is due, activate, reload, verify).
 pub(crate) fn renew(config: Config, names: Vec<String>, force: bool, dry_run: bool) -> Result<u8> {
-    let names: Vec<String> = if names.is_empty() {
-        config.certificates.iter().map(|c| c.name.clone()).collect()
-    } else {
-        names
-    };
+    let names = names_or_all(&config, names);
     if names.is_empty() {
         bail!("the configuration has no [[certificate]] to renew");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let issuers = Issuers::new(config);
         let outcomes = issuers.renew(&names, RenewOptions { force, dry_run }).await;
         for (name, outcome) in &outcomes {
@@ -157,15 +140,8 @@ pub(crate) fn renew(config: Config, names: Vec<String>, force: bool, dry_run: bo
 /// `certvigil status`: where each managed certificate stands (state, what is live, what is
 /// next), as text or JSON.
 pub(crate) fn status(config: Config, names: Vec<String>, as_json: bool) -> Result<u8> {
-    let names: Vec<String> = if names.is_empty() {
-        config.certificates.iter().map(|c| c.name.clone()).collect()
-    } else {
-        names
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    let names = names_or_all(&config, names);
+    runtime()?.block_on(async move {
         let issuers = Issuers::new(config);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -230,4 +206,19 @@ pub(crate) fn status(config: Config, names: Vec<String>, as_json: bool) -> Resul
         }
         Ok(0)
     })
+}
+
+/// The names given, or every configured certificate when none are.
+fn names_or_all(config: &Config, names: Vec<String>) -> Vec<String> {
+    if names.is_empty() {
+        config.certificates.iter().map(|c| c.name.clone()).collect()
+    } else {
+        names
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

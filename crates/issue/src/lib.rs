@@ -12,7 +12,7 @@ mod validate;
 
 pub use key_type::{KeyChoice, KeyType, generate_key};
 pub use secret::SecretPem;
-pub use staging::{Generation, Staging, StagingError};
+pub use staging::{Generation, Staging, StagingError, write_file_atomic};
 pub use validate::{Identifier, ValidationError};
 
 /// A certificate an issuer has just produced, with its private key.

@@ -158,6 +158,26 @@ impl Staging {
     }
 }
 
+/// Replaces `path` whole: a temporary sibling written with `mode` and fsynced, renamed over
+/// `path`, then the directory fsynced. A crash leaves the old file or the new one, never half.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
 fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StagingError> {
     let mut file = OpenOptions::new()
         .write(true)

@@ -3,9 +3,7 @@
 //! repeated polls do not move it and a fleet does not renew in lockstep.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use certvigil_core::renewal::ari_point;
 use serde::{Deserialize, Serialize};
@@ -63,28 +61,13 @@ impl AriStore {
             renew_at,
             next_check,
         };
-        write_atomic(
+        certvigil_issue::write_file_atomic(
             &self.file(name),
             &serde_json::to_vec_pretty(&schedule).map_err(std::io::Error::other)?,
+            0o644,
         )?;
         Ok(schedule)
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

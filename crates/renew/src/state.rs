@@ -3,9 +3,8 @@
 //! "done", and a failed reload is retried without issuing again).
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -112,25 +111,9 @@ impl StateStore {
 
     /// Persists `state`: temp file, fsync, rename, fsync of the directory.
     pub fn save(&self, name: &str, state: &CertState) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        let path = self.file(name);
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)
+        certvigil_issue::write_file_atomic(&self.file(name), &bytes, 0o644)
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
