@@ -161,7 +161,10 @@ impl Staging {
 /// Replaces `path` whole: a temporary sibling written with `mode` and fsynced, renamed over
 /// `path`, then the directory fsynced. A crash leaves the old file or the new one, never half.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     fs::create_dir_all(dir)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
@@ -206,6 +209,21 @@ mod tests {
             chain_pem: "CHAIN\n".into(),
             key: SecretPem::new("KEY\n".into()),
         }
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_with_their_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("sub/state.json");
+        write_file_atomic(&path, b"one", 0o600).unwrap();
+        write_file_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = fs::read_dir(tmp.path().join("sub")).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left behind");
     }
 
     #[test]
