@@ -20,14 +20,10 @@
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use certvigil_process::{GroupGuard, drain, tail_reader};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
 use crate::TxtRecord;
 use crate::config::ExecHookConfig;
@@ -37,10 +33,6 @@ use crate::rfc2136::record_name;
 
 /// How many trailing lines of the hook's stderr an error shows.
 const STDERR_LINES: usize = 20;
-/// How many trailing bytes of each output stream are kept while the hook runs.
-const KEEP_BYTES: usize = 8192;
-/// How long to keep reading output after the hook exited (a leftover child may hold the pipe).
-const DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// Per-query limit of the optional propagation check.
 const PROPAGATION_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -130,7 +122,7 @@ impl ExecHook {
         })?;
         // The leader's pid is the group id. It stays reserved until the leader is reaped, so
         // killing the group before that never hits a stranger.
-        let mut group = GroupGuard(child.id());
+        let mut group = GroupGuard::new(child.id());
         let stdout = tail_reader(child.stdout.take());
         let stderr = tail_reader(child.stderr.take());
 
@@ -185,74 +177,6 @@ impl ExecHook {
             Err(other) => Err(err(other)),
         }
     }
-}
-
-/// Kills the hook's process group with SIGKILL when dropped while armed.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
-            // ESRCH (already gone) is fine.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A stream read to its end in the background, keeping its last [`KEEP_BYTES`].
-struct Tail {
-    kept: Arc<Mutex<Vec<u8>>>,
-    reader: JoinHandle<()>,
-}
-
-fn tail_reader<R>(stream: Option<R>) -> Option<Tail>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    let mut stream = stream?;
-    let kept = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&kept);
-    let reader = tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let mut kept = sink.lock().unwrap_or_else(PoisonError::into_inner);
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > KEEP_BYTES {
-                let excess = kept.len() - KEEP_BYTES;
-                kept.drain(..excess);
-            }
-        }
-    });
-    Some(Tail { kept, reader })
-}
-
-/// What was read, waiting at most [`DRAIN_GRACE`] for the pipe to close: a process the hook
-/// left behind may hold it open.
-async fn drain(tail: Option<Tail>) -> String {
-    let Some(mut tail) = tail else {
-        return String::new();
-    };
-    if tokio::time::timeout(DRAIN_GRACE, &mut tail.reader)
-        .await
-        .is_err()
-    {
-        tail.reader.abort();
-    }
-    let kept = tail.kept.lock().unwrap_or_else(PoisonError::into_inner);
-    String::from_utf8_lossy(&kept).into_owned()
 }
 
 fn last_lines(text: &str, n: usize) -> String {

@@ -3,23 +3,12 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use certvigil_process::{GroupGuard, drain, tail_reader};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::STDERR_LINES;
-
-/// Trailing bytes of each stream kept while the process runs.
-const KEEP_BYTES: usize = 8192;
-/// How long output is still read after the process exited: a background child it left may
-/// hold the pipe open.
-const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 pub(super) struct Finished {
     pub(super) status: ExitStatus,
@@ -57,7 +46,7 @@ pub(super) async fn run(
     // The leader's pid is the group id, and it stays reserved until the leader is reaped, so
     // killing the group before `wait` returns never hits a stranger. Declared after `child`,
     // the guard is dropped first: a dropped future kills the group, then tokio the leader.
-    let mut group = GroupGuard(child.id());
+    let mut group = GroupGuard::new(child.id());
     let stdout = tail_reader(child.stdout.take());
     let stderr = tail_reader(child.stderr.take());
 
@@ -102,74 +91,8 @@ pub(super) fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// Kills the process group with SIGKILL when dropped while armed.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
-            // ESRCH (already gone) is fine.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A stream read to its end in the background, keeping its last [`KEEP_BYTES`].
-struct Tail {
-    kept: Arc<Mutex<Vec<u8>>>,
-    reader: JoinHandle<()>,
-}
-
-fn tail_reader<R>(stream: Option<R>) -> Option<Tail>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    let mut stream = stream?;
-    let kept = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&kept);
-    let reader = tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let mut kept = sink.lock().unwrap_or_else(PoisonError::into_inner);
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > KEEP_BYTES {
-                let excess = kept.len() - KEEP_BYTES;
-                kept.drain(..excess);
-            }
-        }
-    });
-    Some(Tail { kept, reader })
-}
-
-async fn drain(tail: Option<Tail>) -> String {
-    let Some(mut tail) = tail else {
-        return String::new();
-    };
-    if tokio::time::timeout(DRAIN_GRACE, &mut tail.reader)
-        .await
-        .is_err()
-    {
-        tail.reader.abort();
-    }
-    let kept = tail.kept.lock().unwrap_or_else(PoisonError::into_inner);
-    String::from_utf8_lossy(&kept).into_owned()
-}
-
 /// The last [`STDERR_LINES`] lines, with every line of a PEM private key block (and any other
-/// line mentioning `PRIVATE KEY`) withheld. The whole kept tail ([`KEEP_BYTES`]) is filtered
+/// line mentioning `PRIVATE KEY`) withheld. The whole kept tail ([`certvigil_process::KEEP_BYTES`]) is filtered
 /// before the last lines are taken, so a block is recognized by its `BEGIN` line even when
 /// that line is not among the lines shown.
 fn last_lines(text: &str) -> String {
