@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use certvigil_ca::Profile;
 use certvigil_core::renewal::{RenewBefore, RenewalPolicy};
+use certvigil_deploy::activate::CopyOut;
 use certvigil_dns01::ProviderConfig;
 use certvigil_issue::{Identifier, KeyType};
 use certvigil_source::EndpointSpec;
@@ -129,27 +130,14 @@ pub struct DeployConfig {
     pub dir: Option<PathBuf>,
     /// Generations kept for rollback (at least 2).
     pub keep: usize,
-    pub copy: Vec<CopyConfig>,
+    /// Copies of the live set for daemons that do not follow symlinks.
+    pub copy: Vec<CopyOut>,
     pub reload: Vec<ReloadConfig>,
     pub verify: Vec<EndpointSpec>,
     /// How long the endpoints may take to serve the new certificate after the reload.
     pub verify_grace: Duration,
     /// Re-activate (and reload) the previous generation when verification fails.
     pub rollback: bool,
-}
-
-/// A copy of the live set for a daemon that does not follow symlinks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopyConfig {
-    pub cert: Option<PathBuf>,
-    pub chain: Option<PathBuf>,
-    pub fullchain: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    /// File mode of the certificate files (the key is 0600 unless `key_mode` says otherwise).
-    pub mode: Option<u32>,
-    pub key_mode: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -614,7 +602,7 @@ impl Validator {
         }
     }
 
-    fn copy(&mut self, prefix: &str, table: &Table) -> CopyConfig {
+    fn copy(&mut self, prefix: &str, table: &Table) -> CopyOut {
         self.known_keys(
             prefix,
             table,
@@ -630,7 +618,7 @@ impl Validator {
             ],
         );
         let path = |v: &mut Self, key| v.string(table, prefix, key).map(PathBuf::from);
-        let copy = CopyConfig {
+        let copy = CopyOut {
             cert: path(self, "cert"),
             chain: path(self, "chain"),
             fullchain: path(self, "fullchain"),

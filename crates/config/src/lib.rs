@@ -15,8 +15,8 @@ use toml::{Table, Value};
 
 mod issuance;
 pub use issuance::{
-    AcmeIssuerConfig, CertificateConfig, ChallengeConfig, CopyConfig, DEFAULT_STATE_DIR,
-    DeployConfig, IssuerConfig, IssuerKind, ReloadAction, ReloadConfig, RenewalConfig, SecretRef,
+    AcmeIssuerConfig, CertificateConfig, ChallengeConfig, DEFAULT_STATE_DIR, DeployConfig,
+    IssuerConfig, IssuerKind, ReloadAction, ReloadConfig, RenewalConfig, SecretRef,
 };
 
 /// The port the daemon listens on by default: chosen to clear the exporters operators already

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::SystemTime;
 
-use certvigil_config::{CertificateConfig, CopyConfig, DeployConfig, ReloadAction, ReloadConfig};
+use certvigil_config::{CertificateConfig, DeployConfig, ReloadAction, ReloadConfig};
 use certvigil_core::renewal::{DueReason, Plan};
 use certvigil_core::{Certificate, DecodeOptions, decode};
-use certvigil_deploy::activate::{CopyOut, LiveDir};
+use certvigil_deploy::activate::LiveDir;
 use certvigil_deploy::audit::{AuditEvent, AuditKind, AuditLog};
 use certvigil_deploy::fault;
 use certvigil_deploy::reload::{Hook, HookEnv, HookEvent, Reload, SignalTarget, SystemdAction};
@@ -310,11 +310,10 @@ impl Issuers {
                 outcomes.insert(name, outcome);
                 continue;
             };
-            let copies: Vec<CopyOut> = flight.deploy.copy.iter().map(copy_out).collect();
             let activated = flight
                 .live
                 .activate(&staged)
-                .and_then(|a| flight.live.copy_out(&copies).map(|()| a));
+                .and_then(|a| flight.live.copy_out(&flight.deploy.copy).map(|()| a));
             match activated {
                 Ok(activation) => {
                     flight.state.previous = activation.previous.clone();
@@ -564,8 +563,10 @@ impl Issuers {
             );
         }
         let rolled = flight.live.rollback().and_then(|activation| {
-            let copies: Vec<CopyOut> = flight.deploy.copy.iter().map(copy_out).collect();
-            flight.live.copy_out(&copies).map(|()| activation)
+            flight
+                .live
+                .copy_out(&flight.deploy.copy)
+                .map(|()| activation)
         });
         match rolled {
             Ok(activation) => {
@@ -745,19 +746,6 @@ fn failed(step: &str, e: impl std::fmt::Display) -> RenewOutcome {
     RenewOutcome::Failed {
         step: step.to_owned(),
         message: e.to_string(),
-    }
-}
-
-fn copy_out(config: &CopyConfig) -> CopyOut {
-    CopyOut {
-        cert: config.cert.clone(),
-        chain: config.chain.clone(),
-        fullchain: config.fullchain.clone(),
-        key: config.key.clone(),
-        owner: config.owner.clone(),
-        group: config.group.clone(),
-        mode: config.mode,
-        key_mode: config.key_mode,
     }
 }
 
