@@ -320,8 +320,10 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             let policy = build_policy(&policy)?;
             let options = build_scan_options(&sources, &policy, false)?;
+            let started = std::time::Instant::now();
             let inventory = scan(&options);
             let findings = check::run(&inventory, &policy);
+            tracing::debug!(elapsed = ?started.elapsed(), "checked");
             let report = Report::new(&inventory, &findings, &policy);
             let color = output.is_none()
                 && io::stdout().is_terminal()
@@ -338,6 +340,7 @@ fn run(cli: Cli) -> Result<u8> {
                 Format::Json => json::write(&report, out),
                 Format::Prom => prom::write(&report, out),
             })?;
+            tracing::debug!(elapsed = ?started.elapsed(), "written");
             let threshold = match fail_on {
                 FailOn::Critical => Some(Severity::Critical),
                 FailOn::Warning => Some(Severity::Warning),

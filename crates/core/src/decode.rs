@@ -9,6 +9,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use crate::asn1::tlv;
+use crate::cert::Certificate;
 use crate::crl::Crl;
 use crate::error::ParseError;
 use crate::key::{KeyEncoding, PrivateKey};
@@ -30,6 +31,9 @@ pub enum Container {
 pub struct DecodeOptions<'a> {
     /// Password for PKCS#12 archives. Without one, the empty password is tried.
     pub pkcs12_password: Option<&'a str>,
+    /// Also build each certificate's [`Certificate`] summary from the parse that validates
+    /// it (see [`Decoded::summaries`]), so a scan parses every certificate once.
+    pub summarize: bool,
 }
 
 #[derive(Debug)]
@@ -42,12 +46,16 @@ pub struct Decoded {
     pub encrypted_keys: usize,
     pub crls: Vec<Crl>,
     pub errors: Vec<ParseError>,
+    /// With [`DecodeOptions::summarize`]: the summary of `certs[i]` at index `i` where the
+    /// decoder parsed it anyway (`None` where it did not, e.g. PKCS#12 bags).
+    pub summaries: Vec<Option<Certificate>>,
 }
 
 impl Decoded {
     fn new(container: Container) -> Self {
         Self {
             container,
+            summaries: Vec::new(),
             certs: Vec::new(),
             keys: Vec::new(),
             encrypted_keys: 0,
@@ -112,22 +120,26 @@ fn decode_pem_block(block: PemBlock, options: &DecodeOptions<'_>, out: &mut Deco
         reason: format!("{}: {e}", block.label).into(),
     };
     match block.label.as_str() {
-        "CERTIFICATE" | "X509 CERTIFICATE" => match check_certificate(&block.der, false) {
-            Ok(()) => out.certs.push(block.der),
-            Err(e) => out.errors.push(at(e)),
-        },
+        "CERTIFICATE" | "X509 CERTIFICATE" => {
+            match check_certificate(&block.der, options.summarize) {
+                Ok(summary) => out.push_cert(block.der, summary, options),
+                Err(e) => out.errors.push(at(e)),
+            }
+        }
         // OpenSSL's trusted form: the certificate followed by trust settings.
         "TRUSTED CERTIFICATE" => match X509Certificate::from_der(&block.der) {
             Ok((rest, _)) => {
                 let len = block.der.len() - rest.len();
-                out.certs.push(block.der[..len].to_vec());
+                out.push_cert(block.der[..len].to_vec(), None, options);
             }
             Err(e) => out
                 .errors
                 .push(at(ParseError::Certificate(e.to_string().into()))),
         },
         "PKCS7" | "CERTIFICATE CHAIN" => match pkcs7_certificates(&block.der) {
-            Ok(certs) => out.certs.extend(certs),
+            Ok(certs) => certs
+                .into_iter()
+                .for_each(|der| out.push_cert(der, None, options)),
             Err(e) => out.errors.push(at(e)),
         },
         "X509 CRL" => match Crl::from_der(&block.der) {
@@ -161,6 +173,13 @@ fn push_key(
 }
 
 fn merge(out: &mut Decoded, inner: Decoded) {
+    // Summaries stay aligned with `certs`: pad before appending the inner ones.
+    if !inner.summaries.is_empty() || !out.summaries.is_empty() {
+        out.summaries.resize_with(out.certs.len(), || None);
+        let mut inner_summaries = inner.summaries;
+        inner_summaries.resize_with(inner.certs.len(), || None);
+        out.summaries.extend(inner_summaries);
+    }
     out.certs.extend(inner.certs);
     out.keys.extend(inner.keys);
     out.crls.extend(inner.crls);
@@ -168,13 +187,29 @@ fn merge(out: &mut Decoded, inner: Decoded) {
     out.encrypted_keys += inner.encrypted_keys;
 }
 
-fn check_certificate(der: &[u8], _lenient: bool) -> Result<(), ParseError> {
-    let (rest, _) = X509Certificate::from_der(der)
+/// Parses `der` to prove it is one whole certificate; with `summarize`, keeps what the parse
+/// found.
+fn check_certificate(der: &[u8], summarize: bool) -> Result<Option<Certificate>, ParseError> {
+    let (rest, cert) = X509Certificate::from_der(der)
         .map_err(|e| ParseError::Certificate(e.to_string().into()))?;
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        Err(ParseError::TrailingData(rest.len()))
+    if !rest.is_empty() {
+        return Err(ParseError::TrailingData(rest.len()));
+    }
+    Ok(summarize.then(|| Certificate::from_parsed(&cert, der)))
+}
+
+impl Decoded {
+    fn push_cert(
+        &mut self,
+        der: Vec<u8>,
+        summary: Option<Certificate>,
+        options: &DecodeOptions<'_>,
+    ) {
+        if options.summarize {
+            self.summaries.resize_with(self.certs.len(), || None);
+            self.summaries.push(summary);
+        }
+        self.certs.push(der);
     }
 }
 
@@ -182,9 +217,12 @@ fn decode_der(data: &[u8], options: &DecodeOptions<'_>) -> Decoded {
     // A certificate parse that fails only because of what follows it is a corrupt certificate,
     // not some other format.
     match X509Certificate::from_der(data) {
-        Ok(([], _)) => {
+        Ok(([], cert)) => {
             let mut out = Decoded::new(Container::Der);
-            out.certs.push(data.to_vec());
+            let summary = options
+                .summarize
+                .then(|| Certificate::from_parsed(&cert, data));
+            out.push_cert(data.to_vec(), summary, options);
             return out;
         }
         Ok((rest, _)) => {

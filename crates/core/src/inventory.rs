@@ -330,13 +330,20 @@ impl SourceContent {
     /// As [`Self::from_decoded`], skipping signature checks the cache already vouches for.
     pub fn from_decoded_with(decoded: Decoded, cache: &LinkCache) -> Self {
         let mut errors = decoded.errors;
-        let mut parsed = Vec::with_capacity(decoded.certs.len());
+        let mut summaries = decoded.summaries.into_iter();
+        // The DER of each summarised certificate, for the signature checks below.
+        let mut ders: Vec<&[u8]> = Vec::with_capacity(decoded.certs.len());
         let mut certs = Vec::with_capacity(decoded.certs.len());
         for der in &decoded.certs {
+            if let Some(summary) = summaries.next().flatten() {
+                certs.push(summary);
+                ders.push(der);
+                continue;
+            }
             match X509Certificate::from_der(der) {
                 Ok((_, cert)) => {
                     certs.push(Certificate::from_parsed(&cert, der));
-                    parsed.push(cert);
+                    ders.push(der);
                 }
                 Err(e) => errors.push(ParseError::Certificate(e.to_string().into())),
             }
@@ -358,7 +365,11 @@ impl SourceContent {
                 let status = if cache.contains(&cert.fingerprint, &key.id) {
                     LinkStatus::Verified
                 } else {
-                    let status = link_status(verify_signature(&parsed[child], &key.der));
+                    // Parsed again only here: the signature check costs far more.
+                    let status = match X509Certificate::from_der(ders[child]) {
+                        Ok((_, parsed)) => link_status(verify_signature(&parsed, &key.der)),
+                        Err(_) => LinkStatus::Unchecked,
+                    };
                     if status == LinkStatus::Verified {
                         newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
                     }

@@ -10,13 +10,22 @@ use std::sync::LazyLock;
 
 fn every_parser(bytes: &[u8]) {
     for password in [None, Some("pw")] {
-        let decoded = decode(
-            bytes,
-            &DecodeOptions {
+        let content = |summarize| {
+            let options = DecodeOptions {
                 pkcs12_password: password,
-            },
-        );
-        let _ = SourceContent::from_decoded(decoded);
+                summarize,
+            };
+            SourceContent::from_decoded(decode(bytes, &options))
+        };
+        // Summaries taken from the decoder's own parse describe exactly what a second parse would.
+        let (plain, summarized) = (content(false), content(true));
+        let fingerprints =
+            |c: &SourceContent| c.certs.iter().map(|c| c.fingerprint).collect::<Vec<_>>();
+        assert_eq!(fingerprints(&plain), fingerprints(&summarized));
+        assert_eq!(plain.links, summarized.links);
+        let errors =
+            |c: &SourceContent| c.errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(errors(&plain), errors(&summarized));
     }
     let _ = pem::parse_blocks(bytes);
     let _ = pkcs7_certificates(bytes);

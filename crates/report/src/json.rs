@@ -5,8 +5,9 @@ use std::io::{self, Write};
 
 use certvigil_core::cert::{KeyAlgorithm, Sans, SignatureAlgorithm, hex, key_usage};
 use certvigil_core::inventory::LinkStatus;
+use rayon::prelude::*;
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::Serializer;
 
 use crate::{Occurrence, Report, rfc3339};
 
@@ -14,22 +15,63 @@ pub const FORMAT_VERSION: u32 = 1;
 
 pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
     let mut out = io::BufWriter::new(out);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    let mut map = ser.serialize_map(None)?;
-    map.serialize_entry("format_version", &FORMAT_VERSION)?;
-    map.serialize_entry(
-        "generator",
-        concat!("certvigil ", env!("CARGO_PKG_VERSION")),
-    )?;
-    map.serialize_entry("generated_at", &rfc3339(report.policy.now))?;
-    map.serialize_entry("summary", &Summary::of(report))?;
-    map.serialize_entry("certificates", &Certificates(report))?;
-    map.serialize_entry("crls", &Crls(report))?;
-    map.serialize_entry("endpoints", &Endpoints(report))?;
-    map.serialize_entry("findings", &Findings(report))?;
-    SerializeMap::end(map)?;
-    out.write_all(b"\n")?;
+    let generator = concat!("certvigil ", env!("CARGO_PKG_VERSION"));
+    out.write_all(b"{")?;
+    field(&mut out, "format_version", &FORMAT_VERSION, true)?;
+    field(&mut out, "generator", &generator, false)?;
+    field(&mut out, "generated_at", &rfc3339(report.policy.now), false)?;
+    field(&mut out, "summary", &Summary::of(report), false)?;
+    out.write_all(b",\"certificates\":")?;
+    write_certificates(report, &mut out)?;
+    field(&mut out, "crls", &Crls(report), false)?;
+    field(&mut out, "endpoints", &Endpoints(report), false)?;
+    field(&mut out, "findings", &Findings(report), false)?;
+    out.write_all(b"}\n")?;
     out.flush()
+}
+
+fn field(out: &mut impl Write, key: &str, value: &impl Serialize, first: bool) -> io::Result<()> {
+    if !first {
+        out.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *out, key)?;
+    out.write_all(b":")?;
+    serde_json::to_writer(&mut *out, value)?;
+    Ok(())
+}
+
+/// The certificate array, the bulk of the output (about 1 KB per certificate): entries are
+/// rendered in parallel, a group at a time so memory stays bounded, and written in order.
+fn write_certificates(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
+    const GROUP: usize = 4 * 1024;
+    const PIECE: usize = 256;
+    let mut occurrences = report.occurrences().peekable();
+    out.write_all(b"[")?;
+    let mut first = true;
+    while occurrences.peek().is_some() {
+        let group: Vec<Occurrence<'_>> = occurrences.by_ref().take(GROUP).collect();
+        let pieces: Vec<io::Result<Vec<u8>>> = group
+            .par_chunks(PIECE)
+            .map(|piece| {
+                let mut buf = Vec::with_capacity(piece.len() * 1024);
+                for (i, o) in piece.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    serde_json::to_writer(&mut buf, &CertEntry::new(report, *o))?;
+                }
+                Ok(buf)
+            })
+            .collect();
+        for piece in pieces {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            out.write_all(&piece?)?;
+        }
+    }
+    out.write_all(b"]")
 }
 
 #[derive(Serialize)]
@@ -57,15 +99,6 @@ impl Summary {
             warning: report.count(Warning),
             info: report.count(Info),
         }
-    }
-}
-
-struct Certificates<'a, 'r>(&'r Report<'a>);
-
-impl Serialize for Certificates<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let report = self.0;
-        s.collect_seq(report.occurrences().map(|o| CertEntry::new(report, o)))
     }
 }
 

@@ -70,19 +70,26 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<FoundFile>, Vec<WalkProb
         mut problems,
     } = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     // One name per file: the symlink name users know, else the first path.
-    files.sort_by(|a, b| {
+    files.sort_unstable_by(|a, b| {
         a.1.cmp(&b.1)
             .then(b.2.cmp(&a.2))
-            .then_with(|| a.0.cmp(&b.0))
+            .then_with(|| path_bytes(&a.0).cmp(path_bytes(&b.0)))
     });
     files.dedup_by(|later, first| later.1 == first.1);
     let mut found: Vec<FoundFile> = files
         .into_iter()
         .map(|(path, inode, _)| FoundFile { path, inode })
         .collect();
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    // Byte order: deterministic like `Path`'s component order, at a fraction of the cost
+    // for a hundred thousand paths.
+    found.sort_unstable_by(|a, b| path_bytes(&a.path).cmp(path_bytes(&b.path)));
+    problems.sort_by(|a, b| path_bytes(&a.path).cmp(path_bytes(&b.path)));
     (found, problems)
+}
+
+fn path_bytes(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes()
 }
 
 #[derive(Default)]
@@ -296,40 +303,42 @@ fn read_rest(file: &mut File, mut bytes: Vec<u8>, max: u64) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
-/// Reads a regular file found by the walk: open, one read, close for the common small file;
-/// only a file that fills the first buffer costs a `stat` for the size limit. (A short read of
-/// a regular file means end of file; pipes and devices never come from the walk.)
-pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+/// Reads a regular file found by the walk, into `buf`: reused across files, so a scan does
+/// not allocate and zero a buffer per file. Open, one read, close for the common small file:
+/// a short read of a regular file is its end, so no second read is spent on seeing 0; only a
+/// file that fills the first read costs a `stat` for the size limit. (Pipes and devices
+/// never come from the walk.)
+pub fn read_regular_into<'b>(
+    path: &Path,
+    max: u64,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8], String> {
     const FIRST: usize = 16 * 1024;
+    // A large file's buffer is not kept for the small files that follow.
+    if buf.len() < FIRST || buf.len() > 4 * FIRST {
+        *buf = vec![0; FIRST];
+    }
     let mut file = File::open(path).map_err(|e| describe_io_error(&e))?;
-    let mut bytes = vec![0u8; FIRST];
-    let mut filled = 0;
-    loop {
-        match file.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                filled += n;
-                if filled == FIRST {
-                    break;
-                }
-            }
+    let filled = loop {
+        match file.read(&mut buf[..FIRST]) {
+            Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(describe_io_error(&e)),
         }
-    }
+    };
     if filled < FIRST {
-        bytes.truncate(filled);
-        return Ok(bytes);
+        return Ok(&buf[..filled]);
     }
-    bytes.truncate(filled);
     let len = file.metadata().map_err(|e| describe_io_error(&e))?.len();
     if len > max {
         return Err(format!(
             "skipped: {len} bytes is over the {max} byte limit (--max-file-size)"
         ));
     }
-    bytes.reserve(len.saturating_sub(filled as u64) as usize);
-    read_rest(&mut file, bytes, max)
+    buf.truncate(FIRST);
+    buf.reserve(len.saturating_sub(FIRST as u64) as usize);
+    *buf = read_rest(&mut file, std::mem::take(buf), max)?;
+    Ok(buf)
 }
 
 /// Writes a file so readers see the old or the new content, never a mix: a temporary file in
@@ -410,12 +419,26 @@ mod tests {
             let path = dir.path().join(format!("f{size}"));
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             std::fs::write(&path, &data).unwrap();
-            assert_eq!(read_regular(&path, 1 << 20).unwrap(), data, "{size}");
+            let mut buf = Vec::new();
+            assert_eq!(
+                read_regular_into(&path, 1 << 20, &mut buf).unwrap(),
+                data,
+                "{size}"
+            );
+            // Reused after a larger file, the buffer still yields exactly this file.
+            let mut big = vec![7u8; 70_000];
+            assert_eq!(
+                read_regular_into(&path, 1 << 20, &mut big).unwrap(),
+                data,
+                "{size}"
+            );
             assert_eq!(read_limited(&path, 1 << 20).unwrap(), data, "{size}");
         }
         let big = dir.path().join("big");
         std::fs::write(&big, vec![0u8; 50_000]).unwrap();
-        assert!(read_regular(&big, 40_000).unwrap_err().contains("over the"));
+        let mut buf = Vec::new();
+        let err = read_regular_into(&big, 40_000, &mut buf).unwrap_err();
+        assert!(err.contains("over the"));
     }
 
     #[test]

@@ -172,8 +172,9 @@ impl Scanner<'_> {
             }
         }
         self.scan_paths(&paths);
-        self.pair_keys();
         tracing::debug!(elapsed = ?started.elapsed(), "files read");
+        self.pair_keys();
+        tracing::debug!(elapsed = ?started.elapsed(), "keys paired");
         for deployment in &self.options.deployments {
             let spec = &deployment.endpoint;
             if !endpoints
@@ -288,7 +289,11 @@ impl Scanner<'_> {
                 return;
             }
         };
-        let decoded = decode(&bytes, &DecodeOptions::default());
+        let summarize = DecodeOptions {
+            summarize: true,
+            ..DecodeOptions::default()
+        };
+        let decoded = decode(&bytes, &summarize);
         self.anchors_der.extend(decoded.certs.iter().cloned());
         let mut content = SourceContent::from_decoded(decoded);
         if skip_known {
@@ -368,6 +373,7 @@ impl Scanner<'_> {
     fn read_files(&mut self, files: impl IntoIterator<Item = (PathBuf, bool, Option<PathBuf>)>) {
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
+            summarize: true,
         };
         let max = self.options.walk.max_file_size;
         let keep = self.options.keep_der;
@@ -501,6 +507,7 @@ impl Scanner<'_> {
         }
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
+            summarize: true,
         };
         // stdin cannot be read twice: keep the DER for the issuer pass.
         match classify_bytes(&bytes, "stdin", &options, true, &self.cache) {
@@ -616,6 +623,7 @@ impl Scanner<'_> {
             encrypted_keys: 0,
             crls: Vec::new(),
             errors: Vec::new(),
+            summaries: Vec::new(),
         };
         let mut new = NewSource::new(location);
         new.expect = Arc::new(expect);
@@ -652,6 +660,7 @@ impl Scanner<'_> {
         let max = self.options.walk.max_file_size;
         let options = DecodeOptions {
             pkcs12_password: self.options.pkcs12_password.as_deref(),
+            ..DecodeOptions::default()
         };
         let inventory = &self.inventory;
         let links: Vec<Vec<(_, _, LinkStatus)>> = plan
@@ -691,16 +700,21 @@ fn read_file(
     keep_der: bool,
     cache: &LinkCache,
 ) -> FileOutcome {
+    let origin = path.to_string_lossy();
     // Walked files are known to be regular; a named argument may be a pipe (`<(kubectl ...)`).
-    let read = if explicit {
-        files::read_limited(path, max)
-    } else {
-        files::read_regular(path, max)
-    };
-    match read {
-        Ok(bytes) => classify_bytes(&bytes, &path.to_string_lossy(), options, keep_der, cache),
-        Err(reason) => FileOutcome::Unreadable(reason),
+    if explicit {
+        return match files::read_limited(path, max) {
+            Ok(bytes) => classify_bytes(&bytes, &origin, options, keep_der, cache),
+            Err(reason) => FileOutcome::Unreadable(reason),
+        };
     }
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with_borrow_mut(|buf| match files::read_regular_into(path, max, buf) {
+        Ok(bytes) => classify_bytes(bytes, &origin, options, keep_der, cache),
+        Err(reason) => FileOutcome::Unreadable(reason),
+    })
 }
 
 /// Kube documents (JSON or YAML with `apiVersion:`/`kind:`) are recognised first: they can
