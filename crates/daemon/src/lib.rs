@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +25,8 @@ use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
 use certvigil_report::{DurationHistogram, RenewalStatus, Report, SourceLabels, json, prom};
 use certvigil_source::{ScanOptions, Target, scan};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
+mod gz;
 mod listener;
 mod watch;
 use tokio::sync::Notify;
@@ -34,10 +34,10 @@ use tokio::sync::Notify;
 /// What the daemon serves between scans.
 /// The rendered outputs are kept gzip-compressed: a hundred thousand certificates make about
 /// 100 MB of exposition text that compresses twentyfold, and Prometheus asks for gzip anyway.
-/// Clients that do not are served a decompressed copy.
+/// Clients that do not are served a decompressed copy. `Bytes`, so a scrape shares the
+/// buffer instead of copying it.
 struct Snapshot {
-    metrics_gz: Vec<u8>,
-    status_gz: Vec<u8>,
+    metrics_gz: Bytes,
     summary: String,
     finished: Instant,
     /// Findings of this scan, to log what appeared and what cleared since the last one.
@@ -103,6 +103,9 @@ fn log_changes(previous: Option<&Snapshot>, current: &Snapshot) {
 struct Shared {
     config: RwLock<Arc<Config>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// `/status`, rendered after the metrics of the same scan are published (so a change
+    /// reaches /metrics first); from the first scan on, both are always there.
+    status_gz: RwLock<Option<Bytes>>,
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
     link_cache: Option<PathBuf>,
@@ -159,6 +162,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
+        status_gz: RwLock::new(None),
         rescan: Arc::new(Notify::new()),
         link_cache,
         renewals: RwLock::default(),
@@ -225,20 +229,19 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
     };
     let openmetrics = accepts(&headers, header::ACCEPT, "application/openmetrics-text");
-    let (content_type, mut body) = if openmetrics {
-        let mut body = snapshot.metrics_gz.clone();
-        body.extend_from_slice(&gzip(b"# EOF\n"));
-        (
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body,
-        )
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {
-        (
-            "text/plain; version=0.0.4; charset=utf-8",
-            snapshot.metrics_gz.clone(),
-        )
+        "text/plain; version=0.0.4; charset=utf-8"
     };
+    let mut parts = vec![snapshot.metrics_gz.clone()];
+    if openmetrics {
+        parts.push(Bytes::from(gz::gzip(b"# EOF\n")));
+    }
     if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+        let body = Body::from_stream(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
         return (
             [
                 (header::CONTENT_TYPE, content_type),
@@ -248,23 +251,24 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    body = gunzip(&body);
+    let body: Vec<u8> = parts.iter().flat_map(|part| gunzip(part)).collect();
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(snapshot) = current(&shared) else {
+    let status = shared
+        .status_gz
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(status) = status else {
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
     };
     let content_type = (header::CONTENT_TYPE, "application/json");
     if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
-        (
-            [content_type, (header::CONTENT_ENCODING, "gzip")],
-            snapshot.status_gz.clone(),
-        )
-            .into_response()
+        ([content_type, (header::CONTENT_ENCODING, "gzip")], status).into_response()
     } else {
-        ([content_type], gunzip(&snapshot.status_gz)).into_response()
+        ([content_type], gunzip(&status)).into_response()
     }
 }
 
@@ -274,13 +278,6 @@ fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains(what))
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -317,17 +314,12 @@ async fn scan_loop(shared: Arc<Shared>) {
             .map(|s| s.histogram.clone())
             .unwrap_or_default();
         let started = Instant::now();
+        let publisher = shared.clone();
         let job = tokio::task::spawn_blocking(move || {
-            scan_once(&config, cache, &polling, &renewals, histogram)
+            scan_once(&publisher, &config, cache, &polling, &renewals, histogram)
         });
         match job.await {
-            Ok(snapshot) => {
-                let previous = current(&shared);
-                let first = previous.is_none();
-                log_changes(previous.as_deref(), &snapshot);
-                systemd::status(&snapshot.summary);
-                *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Arc::new(snapshot));
+            Ok(first) => {
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "scan finished"
@@ -441,13 +433,15 @@ fn watched_paths(config: &Config) -> Vec<PathBuf> {
     paths
 }
 
+/// Scans, publishes the metrics, then the status; true when this was the first scan.
 fn scan_once(
+    shared: &Shared,
     config: &Config,
     link_cache: Option<PathBuf>,
     polling: &[String],
     renewals: &[RenewalStatus],
     mut histogram: DurationHistogram,
-) -> Snapshot {
+) -> bool {
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
@@ -493,9 +487,9 @@ fn scan_once(
         })
         .collect();
     report.source_labels = &labels;
+    tracing::debug!(elapsed = ?started.elapsed(), "scanned and checked");
     // Rendered straight into the compressor: the full text never sits in memory.
-    let mut metrics = GzEncoder::new(Vec::new(), Compression::fast());
-    let mut status = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut metrics = gz::ParallelGz::new();
     if let Err(e) = prom::write(&report, &mut metrics) {
         tracing::error!(error = %e, "rendering metrics failed");
     }
@@ -504,12 +498,8 @@ fn scan_once(
     {
         tracing::error!(error = %e, "rendering x509-certificate-exporter metrics failed");
     }
-    if let Err(e) = json::write(&report, &mut status) {
-        tracing::error!(error = %e, "rendering status failed");
-    }
-    Snapshot {
-        metrics_gz: metrics.finish().unwrap_or_default(),
-        status_gz: status.finish().unwrap_or_default(),
+    let snapshot = Snapshot {
+        metrics_gz: Bytes::from(metrics.finish()),
         summary: format!(
             "{} certificates; {} critical, {} warning findings",
             report.occurrences().count(),
@@ -538,7 +528,30 @@ fn scan_once(
                 }
             })
             .collect(),
+    };
+    tracing::debug!(elapsed = ?started.elapsed(), "metrics rendered");
+    let render_status = || {
+        let mut status = gz::ParallelGz::new();
+        if let Err(e) = json::write(&report, &mut status) {
+            tracing::error!(error = %e, "rendering status failed");
+        }
+        Some(Bytes::from(status.finish()))
+    };
+    let previous = current(shared);
+    let first = previous.is_none();
+    // Readiness promises both endpoints, so the first status comes before the first metrics.
+    if first {
+        *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
     }
+    log_changes(previous.as_deref(), &snapshot);
+    drop(previous);
+    systemd::status(&snapshot.summary);
+    *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+    if !first {
+        *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
+    first
 }
 
 async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {

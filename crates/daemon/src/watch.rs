@@ -15,7 +15,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debounc
 use tokio::sync::Notify;
 
 /// Events closer together than this become one rescan (a renewal writes several files).
-const DEBOUNCE: Duration = Duration::from_millis(500);
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 pub(crate) struct Watcher {
     debouncer: Option<Debouncer<RecommendedWatcher, NoCache>>,

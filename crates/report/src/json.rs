@@ -5,11 +5,10 @@ use std::io::{self, Write};
 
 use certvigil_core::cert::{KeyAlgorithm, Sans, SignatureAlgorithm, hex, key_usage};
 use certvigil_core::inventory::LinkStatus;
-use rayon::prelude::*;
 use serde::Serialize;
 use serde::ser::Serializer;
 
-use crate::{Occurrence, Report, rfc3339};
+use crate::{Occurrence, Report, rfc3339, write_occurrences};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -40,37 +39,12 @@ fn field(out: &mut impl Write, key: &str, value: &impl Serialize, first: bool) -
     Ok(())
 }
 
-/// The certificate array, the bulk of the output (about 1 KB per certificate): entries are
-/// rendered in parallel, a group at a time so memory stays bounded, and written in order.
+/// The certificate array, the bulk of the output (about 1 KB per certificate).
 fn write_certificates(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
-    const GROUP: usize = 4 * 1024;
-    const PIECE: usize = 256;
-    let mut occurrences = report.occurrences().peekable();
     out.write_all(b"[")?;
-    let mut first = true;
-    while occurrences.peek().is_some() {
-        let group: Vec<Occurrence<'_>> = occurrences.by_ref().take(GROUP).collect();
-        let pieces: Vec<io::Result<Vec<u8>>> = group
-            .par_chunks(PIECE)
-            .map(|piece| {
-                let mut buf = Vec::with_capacity(piece.len() * 1024);
-                for (i, o) in piece.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    serde_json::to_writer(&mut buf, &CertEntry::new(report, *o))?;
-                }
-                Ok(buf)
-            })
-            .collect();
-        for piece in pieces {
-            if !first {
-                out.write_all(b",")?;
-            }
-            first = false;
-            out.write_all(&piece?)?;
-        }
-    }
+    write_occurrences(report, out, b",", |buf, o| {
+        serde_json::to_writer(buf, &CertEntry::new(report, *o)).map_err(io::Error::from)
+    })?;
     out.write_all(b"]")
 }
 

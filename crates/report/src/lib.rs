@@ -9,6 +9,9 @@ pub mod prom;
 pub mod text;
 
 use std::collections::HashMap;
+use std::io::{self, Write};
+
+use rayon::prelude::*;
 
 use certvigil_core::check::{Finding, Policy, Severity};
 use certvigil_core::inventory::{CertId, Inventory, Source};
@@ -178,3 +181,42 @@ pub struct Occurrence<'a> {
 }
 
 pub use certvigil_core::timefmt::rfc3339;
+
+/// Writes every certificate occurrence through `render`, in report order, `separator` between
+/// entries. A hundred thousand certificates make about 100 MB of output, so entries are
+/// rendered in parallel, a bounded group at a time, and written in order.
+pub(crate) fn write_occurrences<'a>(
+    report: &Report<'a>,
+    out: &mut impl Write,
+    separator: &[u8],
+    render: impl Fn(&mut Vec<u8>, &Occurrence<'a>) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    const GROUP: usize = 4 * 1024;
+    const PIECE: usize = 256;
+    let mut occurrences = report.occurrences().peekable();
+    let mut first = true;
+    while occurrences.peek().is_some() {
+        let group: Vec<Occurrence<'a>> = occurrences.by_ref().take(GROUP).collect();
+        let pieces: Vec<io::Result<Vec<u8>>> = group
+            .par_chunks(PIECE)
+            .map(|piece| {
+                let mut buf = Vec::with_capacity(piece.len() * 512);
+                for (i, o) in piece.iter().enumerate() {
+                    if i > 0 {
+                        buf.extend_from_slice(separator);
+                    }
+                    render(&mut buf, o)?;
+                }
+                Ok(buf)
+            })
+            .collect();
+        for piece in pieces {
+            if !first {
+                out.write_all(separator)?;
+            }
+            first = false;
+            out.write_all(&piece?)?;
+        }
+    }
+    Ok(())
+}

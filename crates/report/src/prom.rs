@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use certvigil_core::check::{CheckId, Severity};
 use certvigil_core::inventory::ProblemKind;
 
-use crate::Report;
+use crate::{Report, write_occurrences};
 
 pub const CERT_NOT_AFTER: &str = "certvigil_cert_not_after_timestamp_seconds";
 pub const CERT_NOT_BEFORE: &str = "certvigil_cert_not_before_timestamp_seconds";
@@ -190,18 +190,18 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
 
     for (name, pick) in [(CERT_NOT_AFTER, true), (CERT_NOT_BEFORE, false)] {
         header(&mut out, name)?;
-        for o in report.occurrences() {
+        write_occurrences(report, &mut out, b"", |buf, o| {
             let value = if pick {
                 o.cert.not_after
             } else {
                 o.cert.not_before
             };
-            writeln!(out, "{name}{{{}}} {value}", identity(report, &o))?;
-        }
+            writeln!(buf, "{name}{{{}}} {value}", identity(report, o))
+        })?;
     }
 
     header(&mut out, CERT_INFO)?;
-    for o in report.occurrences() {
+    write_occurrences(report, &mut out, b"", |buf, o| {
         let issuer_cn = report
             .inventory
             .link(o.id)
@@ -214,9 +214,9 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             })
             .unwrap_or_else(|| cn_of(&o.cert.issuer));
         writeln!(
-            out,
+            buf,
             "{CERT_INFO}{{{},serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
-            identity(report, &o),
+            identity(report, o),
             label(&o.cert.serial_hex()),
             label(o.cert.common_name().unwrap_or("")),
             label(&issuer_cn),
@@ -224,8 +224,8 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             o.cert.key_bits,
             label(&o.cert.signature_algorithm.to_string()),
             o.cert.is_ca,
-        )?;
-    }
+        )
+    })?;
 
     header(&mut out, FINDINGS)?;
     for check in CheckId::ALL {
