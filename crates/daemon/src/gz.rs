@@ -1,46 +1,78 @@
 //! Gzip on every core for the rendered outputs, pigz-style: the text is cut into blocks, each
-//! compressed on its own into a gzip member, and the members concatenated. RFC 1952 allows a
-//! stream of members and every client that asks for gzip (Go's, which Prometheus uses, curl,
-//! browsers) reads them as one body.
+//! deflated on its own core and ended with a sync flush, and the blocks concatenated into one
+//! deflate stream under one gzip header, with the CRC-32s combined. The result is a single
+//! ordinary gzip member, which every client reads (curl and browsers stop after the first
+//! member of a multi-member stream).
+//!
+//! The stream is kept open ([`GzBody`]): a response closes it with a tail of its own, so
+//! `/metrics` serves the same compressed body as Prometheus text or, with `# EOF`, as
+//! OpenMetrics, without compressing twice.
 
 use std::io::{self, Write};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use axum::body::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
-/// Uncompressed bytes per member: big enough that a member's own header and dictionary reset
-/// cost nothing measurable, small enough to spread a few megabytes over the cores.
+/// Uncompressed bytes per block: big enough that the flush between blocks and the lost
+/// dictionary cost nothing measurable, small enough to spread megabytes over the cores.
 const BLOCK: usize = 1 << 20;
 
+/// The gzip header: deflate, no name or time, unknown OS (RFC 1952 section 2.3).
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
 pub(crate) struct ParallelGz {
-    out: Vec<u8>,
+    deflated: Vec<u8>,
+    crc: crc32fast::Hasher,
+    written: u64,
     full: Vec<Vec<u8>>,
     current: Vec<u8>,
+}
+
+/// A gzip stream still open for a tail: the header and every block, sync-flushed.
+#[derive(Clone)]
+pub(crate) struct GzBody {
+    open: Bytes,
+    crc: crc32fast::Hasher,
+    written: u64,
 }
 
 impl ParallelGz {
     pub(crate) fn new() -> Self {
         Self {
-            out: Vec::new(),
+            deflated: HEADER.to_vec(),
+            crc: crc32fast::Hasher::new(),
+            written: 0,
             full: Vec::new(),
             current: Vec::with_capacity(BLOCK),
         }
     }
 
-    /// The compressed stream; never empty, since an empty body is not valid gzip.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        if !self.current.is_empty() || self.out.is_empty() {
+    pub(crate) fn finish(mut self) -> GzBody {
+        if !self.current.is_empty() {
             self.full.push(std::mem::take(&mut self.current));
         }
-        self.compress_full();
-        self.out
+        self.deflate_full();
+        GzBody {
+            open: Bytes::from(self.deflated),
+            crc: self.crc,
+            written: self.written,
+        }
     }
 
-    fn compress_full(&mut self) {
-        let members: Vec<Vec<u8>> = self.full.par_iter().map(|block| gzip(block)).collect();
-        for member in members {
-            self.out.extend_from_slice(&member);
+    fn deflate_full(&mut self) {
+        let blocks: Vec<(Vec<u8>, crc32fast::Hasher)> = self
+            .full
+            .par_iter()
+            .map(|block| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(block);
+                (deflate(block, FlushCompress::Sync), crc)
+            })
+            .collect();
+        for (deflated, crc) in blocks {
+            self.deflated.extend_from_slice(&deflated);
+            self.crc.combine(&crc);
         }
         self.full.clear();
     }
@@ -49,12 +81,13 @@ impl ParallelGz {
 impl Write for ParallelGz {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.current.extend_from_slice(buf);
+        self.written += buf.len() as u64;
         if self.current.len() >= BLOCK {
             let block = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK));
             self.full.push(block);
             // A batch per round of cores keeps at most a few blocks uncompressed in memory.
             if self.full.len() >= 2 * rayon::current_num_threads() {
-                self.compress_full();
+                self.deflate_full();
             }
         }
         Ok(buf.len())
@@ -65,10 +98,38 @@ impl Write for ParallelGz {
     }
 }
 
-pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
+impl GzBody {
+    /// The complete gzip stream of everything written and then `tail`, as two buffers: the
+    /// shared body and a few closing bytes.
+    pub(crate) fn closed_with(&self, tail: &[u8]) -> [Bytes; 2] {
+        let mut crc = self.crc.clone();
+        crc.update(tail);
+        let mut end = deflate(tail, FlushCompress::Finish);
+        let len = self.written + tail.len() as u64;
+        end.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32.
+        end.extend_from_slice(&(len as u32).to_le_bytes());
+        [self.open.clone(), Bytes::from(end)]
+    }
+}
+
+/// Raw deflate of one block; `Sync` leaves the stream open for the next block.
+fn deflate(input: &[u8], flush: FlushCompress) -> Vec<u8> {
+    let mut compress = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(input.len() / 4 + 64);
+    loop {
+        let consumed = compress.total_in() as usize;
+        let status = compress.compress_vec(&input[consumed..], &mut out, flush);
+        let done = compress.total_in() as usize == input.len();
+        match status {
+            Ok(Status::StreamEnd) => break,
+            // The flush is complete once all input is in and output space was left over.
+            Ok(_) if done && out.len() < out.capacity() && flush == FlushCompress::Sync => break,
+            Ok(_) => out.reserve(out.capacity().max(64)),
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -76,37 +137,70 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    fn gunzip_single_member(parts: &[Bytes]) -> Vec<u8> {
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        // GzDecoder, not MultiGzDecoder: it reads one member only, as curl does.
+        let mut decoder = flate2::read::GzDecoder::new(&whole[..]);
+        let mut back = Vec::new();
+        decoder.read_to_end(&mut back).unwrap();
+        let mut rest = Vec::new();
+        decoder.into_inner().read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "exactly one gzip member");
+        back
+    }
+
     #[test]
-    fn members_read_back_as_the_original_text() {
+    fn blocks_deflated_apart_make_one_gzip_member() {
         let line = b"certvigil_cert_info{source=\"/x\"} 1\n";
-        let text: Vec<u8> = (0..3 * BLOCK + 12345)
+        let text: Vec<u8> = (0..5 * BLOCK + 12345)
             .map(|i| line[i % line.len()])
             .collect();
         let mut gz = ParallelGz::new();
         for piece in text.chunks(7919) {
             gz.write_all(piece).unwrap();
         }
-        let compressed = gz.finish();
-        let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(&compressed[..])
-            .read_to_end(&mut back)
+        let body = gz.finish();
+        assert_eq!(gunzip_single_member(&body.closed_with(b"")), text);
+        let mut with_eof = text.clone();
+        with_eof.extend_from_slice(b"# EOF\n");
+        assert_eq!(
+            gunzip_single_member(&body.closed_with(b"# EOF\n")),
+            with_eof
+        );
+        assert!(
+            body.open.len() < text.len() / 5,
+            "compressed: {}",
+            body.open.len()
+        );
+    }
+
+    #[test]
+    fn the_gzip_tool_reads_it_whole() {
+        let text: Vec<u8> = (0..2 * BLOCK + 7).map(|i| (i * 7 % 251) as u8).collect();
+        let mut gz = ParallelGz::new();
+        gz.write_all(&text).unwrap();
+        let whole: Vec<u8> = gz.finish().closed_with(b"end").concat();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gz");
+        std::fs::write(&path, whole).unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&path)
+            .output()
             .unwrap();
-        assert_eq!(back, text);
-        // Several members, not one: the blocks were compressed separately.
-        let mut single = Vec::new();
-        flate2::read::GzDecoder::new(&compressed[..])
-            .read_to_end(&mut single)
-            .unwrap();
-        assert!(single.len() >= BLOCK && single.len() < text.len());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut expected = text;
+        expected.extend_from_slice(b"end");
+        assert_eq!(out.stdout, expected);
     }
 
     #[test]
     fn empty_output_is_a_valid_empty_stream() {
-        let compressed = ParallelGz::new().finish();
-        let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(&compressed[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(!compressed.is_empty() && back.is_empty());
+        let body = ParallelGz::new().finish();
+        assert!(gunzip_single_member(&body.closed_with(b"")).is_empty());
     }
 }

@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 /// Clients that do not are served a decompressed copy. `Bytes`, so a scrape shares the
 /// buffer instead of copying it.
 struct Snapshot {
-    metrics_gz: Bytes,
+    metrics_gz: gz::GzBody,
     summary: String,
     finished: Instant,
     /// Findings of this scan, to log what appeared and what cleared since the last one.
@@ -105,7 +105,7 @@ struct Shared {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// `/status`, rendered after the metrics of the same scan are published (so a change
     /// reaches /metrics first); from the first scan on, both are always there.
-    status_gz: RwLock<Option<Bytes>>,
+    status_gz: RwLock<Option<gz::GzBody>>,
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
     link_cache: Option<PathBuf>,
@@ -234,10 +234,9 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     } else {
         "text/plain; version=0.0.4; charset=utf-8"
     };
-    let mut parts = vec![snapshot.metrics_gz.clone()];
-    if openmetrics {
-        parts.push(Bytes::from(gz::gzip(b"# EOF\n")));
-    }
+    let parts = snapshot
+        .metrics_gz
+        .closed_with(if openmetrics { b"# EOF\n" } else { b"" });
     if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
         let body = Body::from_stream(futures_util::stream::iter(
             parts.into_iter().map(Ok::<_, std::convert::Infallible>),
@@ -251,8 +250,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    let body: Vec<u8> = parts.iter().flat_map(|part| gunzip(part)).collect();
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    ([(header::CONTENT_TYPE, content_type)], gunzip(&parts)).into_response()
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -265,10 +263,14 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
     };
     let content_type = (header::CONTENT_TYPE, "application/json");
+    let parts = status.closed_with(b"");
     if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
-        ([content_type, (header::CONTENT_ENCODING, "gzip")], status).into_response()
+        let body = Body::from_stream(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
+        ([content_type, (header::CONTENT_ENCODING, "gzip")], body).into_response()
     } else {
-        ([content_type], gunzip(&status)).into_response()
+        ([content_type], gunzip(&parts)).into_response()
     }
 }
 
@@ -280,10 +282,12 @@ fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
         .any(|v| v.contains(what))
 }
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
+/// For the rare client that does not take gzip.
+fn gunzip(parts: &[Bytes]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
-    let _ = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out);
+    let compressed = parts.concat();
+    let _ = flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut out);
     out
 }
 
@@ -499,7 +503,7 @@ fn scan_once(
         tracing::error!(error = %e, "rendering x509-certificate-exporter metrics failed");
     }
     let snapshot = Snapshot {
-        metrics_gz: Bytes::from(metrics.finish()),
+        metrics_gz: metrics.finish(),
         summary: format!(
             "{} certificates; {} critical, {} warning findings",
             report.occurrences().count(),
@@ -535,7 +539,7 @@ fn scan_once(
         if let Err(e) = json::write(&report, &mut status) {
             tracing::error!(error = %e, "rendering status failed");
         }
-        Some(Bytes::from(status.finish()))
+        Some(status.finish())
     };
     let previous = current(shared);
     let first = previous.is_none();

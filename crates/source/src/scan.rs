@@ -530,19 +530,28 @@ impl Scanner<'_> {
 
     /// Pairs each certificate file with the key file next to it by naming convention.
     fn pair_keys(&mut self) {
-        for cert_source in std::mem::take(&mut self.cert_sources) {
-            let explicit_key = self.explicit_keys.remove(&cert_source);
-            let cert_path = Path::new(&*self.inventory.source(cert_source).location.name);
-            let candidates = match explicit_key {
-                Some(key) => vec![key],
-                None => files::key_candidates(cert_path),
-            };
-            let key_source = candidates
-                .iter()
-                .find_map(|k| k.to_str().and_then(|k| self.key_sources.get(k)));
-            if let Some(key_source) = key_source.copied() {
-                self.inventory.add_pairing(cert_source, key_source);
-            }
+        let cert_sources = std::mem::take(&mut self.cert_sources);
+        let explicit_keys = std::mem::take(&mut self.explicit_keys);
+        let (inventory, key_sources) = (&self.inventory, &self.key_sources);
+        // The candidate names of a hundred thousand files are built on every core.
+        let pairings: Vec<(SourceId, SourceId)> = cert_sources
+            .par_iter()
+            .filter_map(|&cert_source| {
+                let candidates = match explicit_keys.get(&cert_source) {
+                    Some(key) => vec![key.clone()],
+                    None => {
+                        let cert_path = Path::new(&*inventory.source(cert_source).location.name);
+                        files::key_candidates(cert_path)
+                    }
+                };
+                let key_source = candidates
+                    .iter()
+                    .find_map(|k| k.to_str().and_then(|k| key_sources.get(k)))?;
+                Some((cert_source, *key_source))
+            })
+            .collect();
+        for (cert_source, key_source) in pairings {
+            self.inventory.add_pairing(cert_source, key_source);
         }
     }
 
