@@ -250,7 +250,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, content_type)], gunzip(&parts)).into_response()
+    ([(header::CONTENT_TYPE, content_type)], gunzip(parts)).into_response()
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -270,7 +270,7 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         ));
         ([content_type, (header::CONTENT_ENCODING, "gzip")], body).into_response()
     } else {
-        ([content_type], gunzip(&parts)).into_response()
+        ([content_type], gunzip(parts)).into_response()
     }
 }
 
@@ -282,19 +282,44 @@ fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
         .any(|v| v.contains(what))
 }
 
-/// For the rare client that does not take gzip.
-fn gunzip(parts: &[Bytes]) -> Vec<u8> {
+/// For the rare client that does not take gzip: decompressed as it is sent, so a plain
+/// scrape of 100 MB of text never holds that text in memory.
+fn gunzip(parts: [Bytes; 2]) -> Body {
     use std::io::Read;
-    let mut out = Vec::new();
-    let compressed = parts.concat();
-    let _ = flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut out);
-    out
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let [head, tail] = parts;
+        let mut decoder = flate2::read::GzDecoder::new(head.as_ref().chain(tail.as_ref()));
+        let mut buf = vec![0; 256 * 1024];
+        loop {
+            let chunk = match decoder.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            // A client that went away closes the channel.
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }))
 }
 
+/// Ready once the first scan's metrics and status are both served.
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
-    match current(&shared) {
-        Some(_) => "ready\n".into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    let status = shared
+        .status_gz
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some();
+    if current(&shared).is_some() && status {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response()
     }
 }
 
@@ -543,17 +568,12 @@ fn scan_once(
     };
     let previous = current(shared);
     let first = previous.is_none();
-    // Readiness promises both endpoints, so the first status comes before the first metrics.
-    if first {
-        *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
-    }
     log_changes(previous.as_deref(), &snapshot);
     drop(previous);
     systemd::status(&snapshot.summary);
     *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
-    if !first {
-        *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
-    }
+    // /readyz waits for this one too.
+    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
     first
 }
