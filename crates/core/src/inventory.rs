@@ -307,7 +307,7 @@ impl<T> Arena<T> {
 }
 
 /// The decoded content of one source, with in-source signature links already checked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SourceContent {
     pub certs: Vec<Certificate>,
     /// (child index, issuer index, status) within `certs`.

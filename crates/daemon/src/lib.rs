@@ -24,7 +24,7 @@ use certvigil_core::check::{self, Severity};
 use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
 use certvigil_report::{DurationHistogram, RenewalStatus, Report, SourceLabels, json, prom};
-use certvigil_source::{ScanOptions, Target, scan};
+use certvigil_source::{FileCache, ScanOptions, Target, scan};
 
 mod gz;
 mod listener;
@@ -109,6 +109,8 @@ struct Shared {
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
     link_cache: Option<PathBuf>,
+    /// Files decoded by earlier scans: a rescan reads only what changed.
+    files: Arc<FileCache>,
     /// What the renewal scheduler last saw, rendered with the next scan.
     renewals: RwLock<Arc<Vec<RenewalStatus>>>,
 }
@@ -163,6 +165,7 @@ async fn serve(
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
         status_gz: RwLock::new(None),
+        files: Arc::new(FileCache::new()),
         rescan: Arc::new(Notify::new()),
         link_cache,
         renewals: RwLock::default(),
@@ -476,6 +479,9 @@ fn scan_once(
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
         deployments: config.deployments(),
         endpoint_concurrency: config.daemon.endpoint_concurrency,
+        // Remembering every file costs the first scan a copy of it; readiness comes first,
+        // and the follow-up scan right after it fills the cache.
+        file_cache: current(shared).map(|_| shared.files.clone()),
         ..ScanOptions::default()
     };
     if config.sources.is_empty() && config.targets.is_empty() {
@@ -516,7 +522,7 @@ fn scan_once(
         })
         .collect();
     report.source_labels = &labels;
-    tracing::debug!(elapsed = ?started.elapsed(), "scanned and checked");
+    tracing::debug!(elapsed = ?started.elapsed(), remembered_files = shared.files.len(), from_memory = shared.files.hits(), "scanned and checked");
     // Rendered straight into the compressor: the full text never sits in memory.
     let mut metrics = gz::ParallelGz::new();
     if let Err(e) = prom::write(&report, &mut metrics) {

@@ -2,6 +2,7 @@
 //! objects and live TLS endpoints. Everything here does I/O and hands bytes to the core.
 
 pub mod endpoint;
+pub mod filecache;
 pub mod files;
 pub mod kube;
 pub mod scan;
@@ -9,4 +10,5 @@ mod starttls;
 pub mod truststore;
 
 pub use endpoint::{EndpointSpec, StartTls};
+pub use filecache::FileCache;
 pub use scan::{DeploymentSpec, ScanOptions, Target, scan};

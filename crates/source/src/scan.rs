@@ -16,6 +16,7 @@ use certvigil_core::linkcache::LinkCache;
 use rayon::prelude::*;
 
 use crate::endpoint::{EndpointSpec, ProbeOutcome, probe, root_store};
+use crate::filecache::{FileCache, Stamp};
 use crate::files::{self, FoundFile, WalkOptions};
 use crate::kube::{self, DocumentKind};
 use crate::truststore::{STANDARD_LOCATIONS, TrustStore};
@@ -50,6 +51,9 @@ pub struct ScanOptions {
     pub link_cache: Option<PathBuf>,
     /// Certificate files tied to the endpoint that serves them, for drift detection.
     pub deployments: Vec<DeploymentSpec>,
+    /// Decoded files kept from earlier scans (a long-running process's rescans read only
+    /// what changed). Not for concurrent scans.
+    pub file_cache: Option<Arc<FileCache>>,
 }
 
 /// A certificate (and key) on disk and the endpoint that should be serving it.
@@ -77,6 +81,7 @@ impl Default for ScanOptions {
             keep_der: false,
             link_cache: None,
             deployments: Vec::new(),
+            file_cache: None,
         }
     }
 }
@@ -99,8 +104,14 @@ pub fn scan(options: &ScanOptions) -> Inventory {
         explicit_keys: HashMap::new(),
         anchors_der: Vec::new(),
     };
+    if let Some(files) = &options.file_cache {
+        files.start_scan();
+    }
     scanner.run();
     scanner.save_cache();
+    if let Some(files) = &options.file_cache {
+        files.finish_scan();
+    }
     scanner.inventory
 }
 
@@ -377,6 +388,11 @@ impl Scanner<'_> {
         };
         let max = self.options.walk.max_file_size;
         let keep = self.options.keep_der;
+        // Remembered files serve later scans; a scan that keeps DER reads every file.
+        let file_cache = self.options.file_cache.as_deref().filter(|_| !keep);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let mut referenced = Vec::new();
         // In chunks, so only a chunk's decoded content is alive before it joins the inventory
         // (where repeated certificates collapse into one).
@@ -387,7 +403,12 @@ impl Scanner<'_> {
             let t0 = std::time::Instant::now();
             let outcomes: Vec<FileOutcome> = chunk
                 .par_iter()
-                .map(|(path, explicit, _)| read_file(path, *explicit, max, &options, keep, cache))
+                .map(|(path, explicit, _)| match file_cache {
+                    Some(files) => {
+                        read_file_cached(path, *explicit, max, &options, cache, files, now)
+                    }
+                    None => read_file(path, *explicit, max, &options, keep, cache),
+                })
                 .collect();
             let t1 = t0.elapsed();
             self.add_outcomes(chunk, outcomes, &mut referenced);
@@ -724,6 +745,32 @@ fn read_file(
         Ok(bytes) => classify_bytes(bytes, &origin, options, keep_der, cache),
         Err(reason) => FileOutcome::Unreadable(reason),
     })
+}
+
+/// As [`read_file`], through the cache of files read by earlier scans.
+fn read_file_cached(
+    path: &Path,
+    explicit: bool,
+    max: u64,
+    options: &DecodeOptions<'_>,
+    cache: &LinkCache,
+    files: &FileCache,
+    now: i64,
+) -> FileOutcome {
+    let stamp = std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|meta| Stamp::of(&meta));
+    if let Some(stamp) = stamp
+        && let Some(content) = files.get(path, stamp)
+    {
+        return FileOutcome::Content(content, None);
+    }
+    let outcome = read_file(path, explicit, max, options, false, cache);
+    if let (Some(stamp), FileOutcome::Content(content, None)) = (stamp, &outcome) {
+        files.put(path, stamp, content, now);
+    }
+    outcome
 }
 
 /// Kube documents (JSON or YAML with `apiVersion:`/`kind:`) are recognised first: they can

@@ -1,0 +1,111 @@
+//! Rescans through the file cache: unchanged files come from memory, and a changed,
+//! replaced, added or deleted file gives exactly what a scan from scratch gives.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certvigil_core::inventory::Inventory;
+use certvigil_source::{FileCache, ScanOptions, Target, scan};
+use certvigil_testutil::{Pki, Spec};
+
+fn options(dir: &Path, cache: Option<Arc<FileCache>>) -> ScanOptions {
+    ScanOptions {
+        targets: vec![Target::Path(dir.to_path_buf())],
+        system_trust: false,
+        file_cache: cache,
+        ..ScanOptions::default()
+    }
+}
+
+/// Every (source, fingerprint) of an inventory, plus its problems and key pairings: what a
+/// report is made of.
+fn contents(inventory: &Inventory) -> Vec<String> {
+    let mut out: Vec<String> = inventory
+        .sources()
+        .flat_map(|(_, source)| {
+            source.certs.iter().map(move |id| {
+                format!(
+                    "{} {}",
+                    source.location.name,
+                    inventory.cert(*id).fingerprint_hex()
+                )
+            })
+        })
+        .collect();
+    out.extend(
+        inventory
+            .problems
+            .iter()
+            .map(|p| format!("problem {} {}", p.location.name, p.reason)),
+    );
+    out.extend(inventory.pairings.iter().map(|p| {
+        format!(
+            "pair {} {}",
+            inventory.source(p.cert_source).location.name,
+            inventory.source(p.key_source).location.name
+        )
+    }));
+    out.sort();
+    out
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn rescans_from_memory_match_scans_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("Cache");
+    let a = pki.leaf(&Spec::leaf("a.example"));
+    let b = pki.leaf(&Spec::leaf("b.example"));
+    std::fs::write(d.join("a.crt"), pki.fullchain(&a)).unwrap();
+    std::fs::write(d.join("a.key"), a.key_pem()).unwrap();
+    std::fs::write(d.join("b.pem"), &b.pem).unwrap();
+    std::fs::write(d.join("broken.pem"), &b.pem[..b.pem.len() / 2]).unwrap();
+    // Files changed in the last two seconds are not remembered (a second write in the same
+    // timestamp tick would go unseen); let these settle.
+    std::thread::sleep(Duration::from_millis(2100));
+
+    let cache = Arc::new(FileCache::new());
+    let first = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 0);
+    assert_eq!(cache.len(), 4, "every settled file is remembered");
+    assert_eq!(contents(&first), contents(&scan(&options(d, None))));
+
+    let again = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 4, "nothing changed: nothing read");
+    assert_eq!(contents(&again), contents(&first));
+
+    // Renewal by rename, a file added, a file deleted, a file rewritten in place.
+    let renewed = pki.leaf(&Spec::leaf("a.example"));
+    write_atomically(&d.join("a.crt"), pki.fullchain(&renewed).as_bytes());
+    write_atomically(&d.join("a.key"), renewed.key_pem().as_bytes());
+    let c = pki.leaf(&Spec::leaf("c.example"));
+    std::fs::write(d.join("c.pem"), &c.pem).unwrap();
+    std::fs::remove_file(d.join("b.pem")).unwrap();
+    std::fs::write(d.join("broken.pem"), &b.pem).unwrap();
+
+    let after = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 0, "every remaining file changed");
+    assert_eq!(contents(&after), contents(&scan(&options(d, None))));
+    let listed = contents(&after).join("\n");
+    assert!(listed.contains(&renewed_fingerprint(&renewed.der)));
+    assert!(!listed.contains(&renewed_fingerprint(&a.der)));
+    assert!(!listed.contains("b.pem"), "{listed}");
+    assert!(!listed.contains("problem"), "{listed}");
+    // Freshly written files are read again next time; the deleted one is forgotten.
+    assert_eq!(cache.len(), 0, "{:?}", cache);
+    scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 0);
+}
+
+fn renewed_fingerprint(der: &[u8]) -> String {
+    certvigil_core::Certificate::from_der(der)
+        .unwrap()
+        .fingerprint_hex()
+}
