@@ -607,6 +607,7 @@ async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {
                     tracing::warn!("SIGHUP: daemon.listen changed; it takes effect on restart");
                 }
                 *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+                shared.files.clear();
                 tracing::info!(path = %path.display(), "configuration reloaded; rescanning");
                 shared.rescan.notify_one();
             }

@@ -191,8 +191,8 @@ pub(crate) fn write_occurrences<'a>(
     separator: &[u8],
     render: impl Fn(&mut Vec<u8>, &Occurrence<'a>) -> io::Result<()> + Sync,
 ) -> io::Result<()> {
-    const GROUP: usize = 4 * 1024;
-    const PIECE: usize = 256;
+    const GROUP: usize = 1024;
+    const PIECE: usize = 128;
     let mut occurrences = report.occurrences().peekable();
     let mut first = true;
     while occurrences.peek().is_some() {

@@ -73,6 +73,11 @@ impl FileCache {
         self.len() == 0
     }
 
+    /// Forgets everything (a new configuration may decode files differently).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// How many files the last scan took from memory instead of reading them.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
