@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
             data,
             &DecodeOptions {
                 pkcs12_password: password,
+                summarize: true,
             },
         );
         let _ = SourceContent::from_decoded(decoded);
