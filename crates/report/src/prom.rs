@@ -196,7 +196,10 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             } else {
                 o.cert.not_before
             };
-            writeln!(buf, "{name}{{{}}} {value}", identity(report, o))
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(b'{');
+            write_identity(buf, report, o)?;
+            writeln!(buf, "}} {value}")
         })?;
     }
 
@@ -213,10 +216,12 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| cn_of(&o.cert.issuer));
+        buf.extend_from_slice(CERT_INFO.as_bytes());
+        buf.push(b'{');
+        write_identity(buf, report, o)?;
         writeln!(
             buf,
-            "{CERT_INFO}{{{},serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
-            identity(report, o),
+            ",serial=\"{}\",subject_cn=\"{}\",issuer_cn=\"{}\",key_algorithm=\"{}\",key_bits=\"{}\",signature_algorithm=\"{}\",is_ca=\"{}\"}} 1",
             label(&o.cert.serial_hex()),
             label(o.cert.common_name().unwrap_or("")),
             label(&issuer_cn),
@@ -560,29 +565,57 @@ fn write_renewals(
     Ok(())
 }
 
-fn identity(report: &Report<'_>, o: &crate::Occurrence<'_>) -> String {
-    let mut source = o.source.location.name.to_string();
-    if let Some(detail) = &o.source.location.detail {
-        source.push_str(&format!(" [{detail}]"));
+/// Writes the labels that identify one certificate occurrence (location + fingerprint), and the
+/// labels its configured source adds. Three lines per certificate carry them, so they are
+/// written straight into the line rather than built as strings.
+fn write_identity(
+    buf: &mut Vec<u8>,
+    report: &Report<'_>,
+    o: &crate::Occurrence<'_>,
+) -> io::Result<()> {
+    let location = &o.source.location;
+    buf.extend_from_slice(b"source=\"");
+    match &location.detail {
+        Some(detail) => push_label(buf, &format!("{} [{detail}]", location.name)),
+        None => push_label(buf, &location.name),
     }
-    let mut out = format!(
-        "source=\"{}\",source_kind=\"{}\",index=\"{}\",fingerprint=\"{}\"",
-        label(&source),
+    write!(
+        buf,
+        "\",source_kind=\"{}\",index=\"{}\",fingerprint=\"",
         o.source.kind().as_str(),
-        o.index,
-        o.cert.fingerprint_hex()
-    );
+        o.index
+    )?;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in o.cert.fingerprint {
+        buf.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+    }
+    buf.push(b'"');
     // The first configured source that contains this location gives its labels.
     if let Some(extra) = report
         .source_labels
         .iter()
-        .find(|s| s.covers(&o.source.location.name))
+        .find(|s| s.covers(&location.name))
     {
         for (name, value) in &extra.labels {
-            out.push_str(&format!(",{name}=\"{}\"", label(value)));
+            write!(buf, ",{name}=\"")?;
+            push_label(buf, value);
+            buf.push(b'"');
         }
     }
-    out
+    Ok(())
+}
+
+/// [`label`] into a buffer; a short value with nothing to escape (nearly every path) is copied.
+fn push_label(buf: &mut Vec<u8>, value: &str) {
+    let plain = value.len() <= MAX_LABEL_LEN
+        && value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"');
+    if plain {
+        buf.extend_from_slice(value.as_bytes());
+    } else {
+        buf.extend_from_slice(label(value).as_bytes());
+    }
 }
 
 /// A fixed, low-cardinality reason for a verification verdict (the library's message carries
@@ -712,5 +745,27 @@ mod tests {
     fn labels_are_escaped_and_bounded() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(label(&"x".repeat(1000)).chars().count(), MAX_LABEL_LEN + 1);
+    }
+
+    #[test]
+    fn the_copying_fast_path_writes_what_label_writes() {
+        let long = "p/".repeat(200);
+        let cases = [
+            "/etc/ssl/certs/a.pem",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "snow\u{2603}man",
+            "c1\u{85}control",
+            &long,
+            &long[..MAX_LABEL_LEN],
+            &long[..MAX_LABEL_LEN + 1],
+        ];
+        for value in cases {
+            let mut buf = Vec::new();
+            push_label(&mut buf, value);
+            assert_eq!(String::from_utf8(buf).unwrap(), label(value), "{value:?}");
+        }
     }
 }
