@@ -1005,3 +1005,74 @@ fn each_configured_source_reports_up_items_and_problems() {
         .unwrap();
     assert_eq!(inf, count);
 }
+
+/// An endpoint with `interval` is probed on its own schedule: the daemon wakes up for it
+/// although the scan interval is an hour, and file-triggered rescans in between do not
+/// connect to it again.
+#[test]
+fn endpoints_are_probed_on_their_own_interval() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A server that is not TLS (the probe fails at the handshake), counting connections.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint_port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"220 not tls\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Interval");
+    let certs = dir.path().join("certs");
+    write(&certs, "root.pem", &pki.root.cert.pem);
+    let port = free_port();
+    let sources = format!(
+        "[[source]]\npath = \"{}\"\n[[source]]\nendpoint = \"127.0.0.1:{endpoint_port}\"\ntimeout = \"2s\"\ninterval = \"3s\"\n",
+        certs.display()
+    );
+    let config_path = dir.path().join("certvigil.toml");
+    let text = config(dir.path(), port, &sources)
+        .replace("scan_interval = \"1s\"", "scan_interval = \"1h\"");
+    std::fs::write(&config_path, text).unwrap();
+    let daemon = Daemon::start(&config_path, port);
+    let started = Instant::now();
+    // The first scan and its follow-up rescan: one probe between them.
+    wait_for("the first probe", Duration::from_secs(10), || {
+        connections.load(Ordering::SeqCst) >= 1
+    });
+    // File changes within the interval rescan without probing.
+    for i in 0..3 {
+        let leaf = pki.leaf(&Spec::leaf(&format!("n{i}.example")));
+        write(&certs, &format!("n{i}.pem"), &leaf.pem);
+        let fingerprint = certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(&leaf.der));
+        wait_for("the new file", Duration::from_secs(10), || {
+            daemon.metrics().contains(&fingerprint)
+        });
+        // Between probes, a rescan still reports the endpoint's last outcome.
+        let failing =
+            format!("certvigil_endpoint_probe_error{{source=\"127.0.0.1:{endpoint_port}\"");
+        assert!(daemon.metrics().contains(&failing), "{failing}");
+    }
+    let elapsed = started.elapsed();
+    if elapsed < Duration::from_millis(2500) {
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "rescans reuse the probe"
+        );
+    }
+    // Woken for the endpoint (3 s less up to 10 %) with the scan interval at an hour.
+    wait_for("the scheduled probe", Duration::from_secs(10), || {
+        connections.load(Ordering::SeqCst) >= 2
+    });
+    let probes = connections.load(Ordering::SeqCst);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        probes as f64 <= elapsed / 2.7 + 2.0,
+        "{probes} probes in {elapsed:.1} s: only when due"
+    );
+}

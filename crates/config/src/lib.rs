@@ -655,7 +655,7 @@ impl Validator {
         self.known_keys(
             &prefix,
             table,
-            &with_endpoint_options(&["path", "endpoint", "labels"]),
+            &with_endpoint_options(&["path", "endpoint", "labels", "interval"]),
         );
         let path = self.string(table, &prefix, "path");
         let endpoint = self.string(table, &prefix, "endpoint");
@@ -717,7 +717,7 @@ impl Validator {
         let prefix = prefix.to_owned();
         match (path, endpoint) {
             (Some(path), None) => {
-                for key in ENDPOINT_OPTIONS {
+                for key in ENDPOINT_OPTIONS.into_iter().chain(["interval"]) {
                     if table.contains_key(key) {
                         self.error(format!("{prefix}.{key}"), "applies to endpoints only");
                     }
@@ -727,7 +727,14 @@ impl Validator {
                 })
             }
             (None, Some(endpoint)) => {
-                let spec = self.endpoint(table, &prefix, &endpoint)?;
+                let mut spec = self.endpoint(table, &prefix, &endpoint)?;
+                if table.contains_key("interval") {
+                    let interval = self.duration(table, &prefix, "interval", Duration::MAX);
+                    if interval < Duration::from_secs(1) {
+                        self.error(format!("{prefix}.interval"), "must be at least 1s");
+                    }
+                    spec.interval = Some(interval);
+                }
                 Some(SourceConfig::Endpoint(Box::new(spec)))
             }
             (Some(_), Some(_)) => {
@@ -813,6 +820,7 @@ mod tests {
             endpoint = "smtp://mail.example:587"
             timeout = "3s"
             alpn = ["h2"]
+            interval = "2m"
         "#;
         let config = Config::parse(text).unwrap();
         assert_eq!(config.daemon.scan_interval, Duration::from_secs(90));
@@ -824,6 +832,35 @@ mod tests {
         assert_eq!(spec.timeout, Duration::from_secs(3));
         assert_eq!(spec.alpn, ["h2"]);
         assert!(spec.starttls.is_some());
+        assert_eq!(spec.interval, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn probe_intervals_are_for_endpoints_and_at_least_a_second() {
+        let text = r#"
+            [[source]]
+            path = "/etc/ssl"
+            interval = "1m"
+            [[source]]
+            endpoint = "a.example:443"
+            interval = "100ms"
+            [[source]]
+            endpoint = "b.example:443"
+            interval = "often"
+            [[source]]
+            endpoint = "c.example:443"
+        "#;
+        let errors = Config::parse(text).unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "source[0].interval",
+                "source[1].interval",
+                "source[2].interval"
+            ],
+            "{errors}"
+        );
     }
 
     #[test]

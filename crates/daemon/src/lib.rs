@@ -24,7 +24,7 @@ use certvigil_core::check::{self, Severity};
 use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
 use certvigil_report::{DurationHistogram, RenewalStatus, Report, SourceLabels, json, prom};
-use certvigil_source::{FileCache, ScanOptions, Target, scan};
+use certvigil_source::{FileCache, ProbeSchedule, ScanOptions, Target, scan};
 
 mod gz;
 mod listener;
@@ -111,6 +111,8 @@ struct Shared {
     link_cache: Option<PathBuf>,
     /// Files decoded by earlier scans: a rescan reads only what changed.
     files: Arc<FileCache>,
+    /// Endpoints with an `interval` of their own, and what they served last.
+    probes: Arc<ProbeSchedule>,
     /// What the renewal scheduler last saw, rendered with the next scan.
     renewals: RwLock<Arc<Vec<RenewalStatus>>>,
 }
@@ -166,6 +168,7 @@ async fn serve(
         snapshot: RwLock::new(None),
         status_gz: RwLock::new(None),
         files: Arc::new(FileCache::new()),
+        probes: Arc::new(ProbeSchedule::new()),
         rescan: Arc::new(Notify::new()),
         link_cache,
         renewals: RwLock::default(),
@@ -366,9 +369,13 @@ async fn scan_loop(shared: Arc<Shared>) {
             }
             Err(e) => tracing::error!(error = %e, "scan task failed; keeping the previous results"),
         }
-        let interval = shared.config().daemon.scan_interval;
+        // Woken for the next endpoint due on its own interval, at the latest.
+        let mut wait = shared.config().daemon.scan_interval;
+        if let Some(due) = shared.probes.next_due() {
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(wait) => {}
             () = shared.rescan.notified() => {}
         }
     }
@@ -482,6 +489,7 @@ fn scan_once(
         // Remembering every file costs the first scan a copy of it; readiness comes first,
         // and the follow-up scan right after it fills the cache.
         file_cache: current(shared).map(|_| shared.files.clone()),
+        probe_schedule: Some(shared.probes.clone()),
         ..ScanOptions::default()
     };
     if config.sources.is_empty() && config.targets.is_empty() {

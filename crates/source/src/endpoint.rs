@@ -72,6 +72,9 @@ pub struct EndpointSpec {
     pub starttls: Option<StartTls>,
     /// `host:port`, or `[v6]:port`.
     pub display: String,
+    /// How often a long-running process probes it (with jitter, see `ProbeSchedule`); `None`:
+    /// at every scan.
+    pub interval: Option<Duration>,
 }
 
 impl EndpointSpec {
@@ -93,6 +96,7 @@ impl EndpointSpec {
             timeout: DEFAULT_TIMEOUT,
             starttls: None,
             display,
+            interval: None,
         }
     }
 

@@ -6,9 +6,11 @@ pub mod filecache;
 pub mod files;
 pub mod kube;
 pub mod scan;
+pub mod schedule;
 mod starttls;
 pub mod truststore;
 
 pub use endpoint::{EndpointSpec, StartTls};
 pub use filecache::FileCache;
 pub use scan::{DeploymentSpec, ScanOptions, Target, scan};
+pub use schedule::ProbeSchedule;

@@ -19,6 +19,7 @@ use crate::endpoint::{EndpointSpec, ProbeOutcome, probe, root_store};
 use crate::filecache::{FileCache, Stamp};
 use crate::files::{self, FoundFile, WalkOptions};
 use crate::kube::{self, DocumentKind};
+use crate::schedule::ProbeSchedule;
 use crate::truststore::{STANDARD_LOCATIONS, TrustStore};
 
 #[derive(Clone, Debug)]
@@ -54,6 +55,9 @@ pub struct ScanOptions {
     /// Decoded files kept from earlier scans (a long-running process's rescans read only
     /// what changed). Not for concurrent scans.
     pub file_cache: Option<Arc<FileCache>>,
+    /// Outcomes of endpoints probed by earlier scans, reported until each endpoint's own
+    /// interval comes round. Not for concurrent scans.
+    pub probe_schedule: Option<Arc<ProbeSchedule>>,
 }
 
 /// A certificate (and key) on disk and the endpoint that should be serving it.
@@ -82,6 +86,7 @@ impl Default for ScanOptions {
             link_cache: None,
             deployments: Vec::new(),
             file_cache: None,
+            probe_schedule: None,
         }
     }
 }
@@ -111,6 +116,9 @@ pub fn scan(options: &ScanOptions) -> Inventory {
     scanner.save_cache();
     if let Some(files) = &options.file_cache {
         files.finish_scan();
+    }
+    if let Some(schedule) = &options.probe_schedule {
+        schedule.finish_scan();
     }
     scanner.inventory
 }
@@ -577,6 +585,39 @@ impl Scanner<'_> {
     }
 
     fn scan_endpoints(&mut self, specs: &[EndpointSpec]) {
+        let now = std::time::Instant::now();
+        let schedule = self.options.probe_schedule.as_deref();
+        let mut remembered: Vec<Option<ProbeOutcome>> = specs
+            .iter()
+            .map(|spec| schedule.and_then(|s| s.remembered(spec, now)))
+            .collect();
+        let due: Vec<EndpointSpec> = specs
+            .iter()
+            .zip(&remembered)
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(spec, _)| spec.clone())
+            .collect();
+        let mut probed = self.probe(&due).into_iter();
+        for (spec, outcome) in specs.iter().zip(remembered.iter_mut()) {
+            let outcome = match outcome.take() {
+                Some(outcome) => outcome,
+                None => {
+                    let outcome = probed.next().unwrap_or_default();
+                    if let Some(schedule) = schedule {
+                        schedule.record(spec, &outcome, std::time::Instant::now());
+                    }
+                    outcome
+                }
+            };
+            self.add_endpoint(spec, outcome);
+        }
+    }
+
+    /// Probes `specs` concurrently (bounded), outcomes in the same order.
+    fn probe(&self, specs: &[EndpointSpec]) -> Vec<ProbeOutcome> {
+        if specs.is_empty() {
+            return Vec::new();
+        }
         let roots = Arc::new(root_store(&self.anchors_der));
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -585,13 +626,11 @@ impl Scanner<'_> {
         {
             Ok(runtime) => runtime,
             Err(e) => {
-                for spec in specs {
-                    let location = Location::new(SourceKind::Endpoint, spec.display.as_str());
-                    let reason = format!("cannot start the async runtime: {e}");
-                    self.inventory
-                        .add_problem(location, ProblemKind::Endpoint, reason);
-                }
-                return;
+                let failed = ProbeOutcome {
+                    error: Some(format!("cannot start the async runtime: {e}")),
+                    ..ProbeOutcome::default()
+                };
+                return vec![failed; specs.len()];
             }
         };
         let limit = Arc::new(tokio::sync::Semaphore::new(
@@ -620,9 +659,7 @@ impl Scanner<'_> {
             }
             out
         });
-        for (spec, outcome) in specs.iter().zip(outcomes) {
-            self.add_endpoint(spec, outcome);
-        }
+        outcomes
     }
 
     fn add_endpoint(&mut self, spec: &EndpointSpec, outcome: ProbeOutcome) {
