@@ -778,9 +778,18 @@ fn read_file(
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    BUFFER.with_borrow_mut(|buf| match files::read_regular_into(path, max, buf) {
-        Ok(bytes) => classify_bytes(bytes, &origin, options, keep_der, cache),
-        Err(reason) => FileOutcome::Unreadable(reason),
+    BUFFER.with_borrow_mut(|buf| {
+        let (outcome, read) = match files::read_regular_into(path, max, buf) {
+            Ok(bytes) => (
+                classify_bytes(bytes, &origin, options, keep_der, cache),
+                bytes.len(),
+            ),
+            Err(reason) => (FileOutcome::Unreadable(reason), 0),
+        };
+        // The buffer outlives the scan in a daemon's threads: a private key read into it
+        // does not stay there.
+        buf[..read].fill(0);
+        outcome
     })
 }
 
