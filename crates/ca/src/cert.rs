@@ -1,7 +1,7 @@
 //! One certificate builder for every key type: x509-cert assembles the TBS certificate and
 //! [`KeyPair::sign`] signs it (rcgen cannot sign SM2, so rcgen is not used to build).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use certvigil_issue::Identifier;
 use der::asn1::{Any, Ia5String, ObjectIdentifier, OctetString};
@@ -251,12 +251,4 @@ fn extension(id: ObjectIdentifier, critical: bool, value: &impl Encode) -> der::
         critical,
         extn_value: OctetString::new(value.to_der()?)?,
     })
-}
-
-/// Now, in whole Unix seconds.
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -189,7 +189,7 @@ impl Ca {
     }
 
     fn write_new(tmp: &Path, opts: &InitOptions) -> Result<(), CaError> {
-        let now = cert::now();
+        let now = certvigil_core::timefmt::unix_now();
         let not_before = now - CA_BACKDATE.as_secs() as i64;
         let root_not_after = now.saturating_add(opts.root_lifetime.as_secs() as i64);
         let (root_key, root_key_pem) = KeyPair::generate(opts.key_type)?;
@@ -378,7 +378,7 @@ impl Ca {
             .spki_der()
             .map_err(CaError::build("encoding the leaf public key"))?;
 
-        let now = cert::now();
+        let now = certvigil_core::timefmt::unix_now();
         let not_after = now.saturating_add(req.lifetime.as_secs() as i64);
         if not_after > self.not_after() {
             return Err(CaError::Request(format!(

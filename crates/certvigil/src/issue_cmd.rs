@@ -71,9 +71,7 @@ pub(crate) fn plan(config: Config, names: Vec<String>) -> Result<u8> {
     let names = names_or_all(&config, names);
     runtime()?.block_on(async move {
         let issuers = Issuers::new(config);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = certvigil_core::timefmt::unix_now();
         for name in &names {
             let report = issuers.plan(name, now).await?;
             let basis = match &report.current {
@@ -143,9 +141,7 @@ pub(crate) fn status(config: Config, names: Vec<String>, as_json: bool) -> Resul
     let names = names_or_all(&config, names);
     runtime()?.block_on(async move {
         let issuers = Issuers::new(config);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = certvigil_core::timefmt::unix_now();
         let mut entries = Vec::new();
         for name in &names {
             let report = issuers.plan(name, now).await?;

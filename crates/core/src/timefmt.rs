@@ -1,5 +1,12 @@
 //! Timestamps for people: RFC 3339 without a general-purpose formatter on the hot path.
 
+/// Now, in whole Unix seconds (0 on a clock before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// RFC 3339 in UTC, or the raw number when out of range.
 pub fn rfc3339(unix: i64) -> String {
     // Certificates carry whole seconds in years 1950-9999: plain civil-date arithmetic is

@@ -34,8 +34,8 @@ use tokio::sync::Notify;
 /// What the daemon serves between scans.
 /// The rendered outputs are kept gzip-compressed: a hundred thousand certificates make about
 /// 100 MB of exposition text that compresses twentyfold, and Prometheus asks for gzip anyway.
-/// Clients that do not are served a decompressed copy. `Bytes`, so a scrape shares the
-/// buffer instead of copying it.
+/// Clients that do not are served a decompressed copy. A scrape shares the compressed buffer
+/// (`GzBody` holds `Bytes`) instead of copying it.
 struct Snapshot {
     metrics_gz: gz::GzBody,
     summary: String,
@@ -229,7 +229,7 @@ fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
 
 /// Prometheus text by default; OpenMetrics when the scraper asks for it (Prometheus does).
 /// Every family is a gauge or a histogram, whose lines are the same in both formats; OpenMetrics only adds
-/// the closing `# EOF`, sent as a second gzip member (gzip allows concatenated members).
+/// the closing `# EOF`, compressed as the last bytes of the same gzip stream.
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some(snapshot) = current(&shared) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
@@ -243,20 +243,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let parts = snapshot
         .metrics_gz
         .closed_with(if openmetrics { b"# EOF\n" } else { b"" });
-    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
-        let body = Body::from_stream(futures_util::stream::iter(
-            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
-        ));
-        return (
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            body,
-        )
-            .into_response();
-    }
-    ([(header::CONTENT_TYPE, content_type)], gunzip(parts)).into_response()
+    compressed_response(&headers, content_type, parts)
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -268,15 +255,30 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     let Some(status) = status else {
         return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
     };
-    let content_type = (header::CONTENT_TYPE, "application/json");
-    let parts = status.closed_with(b"");
-    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+    compressed_response(&headers, "application/json", status.closed_with(b""))
+}
+
+/// A body kept gzip-compressed, sent as it is to clients that take gzip (as Prometheus
+/// does), decompressed for the others.
+fn compressed_response(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    parts: [Bytes; 2],
+) -> Response {
+    if accepts(headers, header::ACCEPT_ENCODING, "gzip") {
         let body = Body::from_stream(futures_util::stream::iter(
             parts.into_iter().map(Ok::<_, std::convert::Infallible>),
         ));
-        ([content_type, (header::CONTENT_ENCODING, "gzip")], body).into_response()
+        (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            body,
+        )
+            .into_response()
     } else {
-        ([content_type], gunzip(parts)).into_response()
+        ([(header::CONTENT_TYPE, content_type)], gunzip(parts)).into_response()
     }
 }
 

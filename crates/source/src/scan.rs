@@ -398,9 +398,7 @@ impl Scanner<'_> {
         let keep = self.options.keep_der;
         // Remembered files serve later scans; a scan that keeps DER reads every file.
         let file_cache = self.options.file_cache.as_deref().filter(|_| !keep);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = certvigil_core::timefmt::unix_now();
         let mut referenced = Vec::new();
         // In chunks, so only a chunk's decoded content is alive before it joins the inventory
         // (where repeated certificates collapse into one).
