@@ -244,7 +244,9 @@ pub struct KeyPairing {
 
 #[derive(Debug, Default)]
 pub struct Inventory {
-    certs: Arena<Certificate>,
+    /// Shared, so a long-running process can remember a file's certificates between scans
+    /// without a second copy of each.
+    certs: Arena<Arc<Certificate>>,
     by_fingerprint: HashMap<Fingerprint, CertId>,
     /// Certificates that can sign others, by subject name id.
     by_subject: HashMap<u64, Vec<CertId>>,
@@ -255,8 +257,31 @@ pub struct Inventory {
     /// Certificates on disk tied to the endpoint that should serve them.
     pub deployments: Vec<Deployment>,
     anchors: Vec<bool>,
-    /// One shared string per distinct name: a hundred thousand leaves share a few issuers.
-    names: HashMap<u64, Arc<str>>,
+    names: NameTable,
+}
+
+/// One shared string per distinct issuer name: a hundred thousand leaves share a few issuers.
+#[derive(Debug, Default)]
+pub struct NameTable(HashMap<u64, Arc<str>>);
+
+impl NameTable {
+    /// Points the certificate's issuer (and, for a possible issuer, its subject) at the
+    /// table's copy of the same name.
+    pub fn share(&mut self, cert: &mut Certificate) {
+        cert.issuer = self.shared(cert.issuer_id, &cert.issuer);
+        if cert.issuer_spki.is_some() {
+            cert.subject = self.shared(cert.subject_id, &cert.subject);
+        }
+    }
+
+    fn shared(&mut self, id: u64, name: &Arc<str>) -> Arc<str> {
+        self.0.entry(id).or_insert_with(|| name.clone()).clone()
+    }
+
+    /// Forgets the names no certificate outside the table uses any more.
+    pub fn prune(&mut self) {
+        self.0.retain(|_, name| Arc::strong_count(name) > 1);
+    }
 }
 
 /// A vector in fixed-size chunks: growing never copies or doubles, which for a hundred
@@ -309,7 +334,7 @@ impl<T> Arena<T> {
 /// The decoded content of one source, with in-source signature links already checked.
 #[derive(Clone, Debug)]
 pub struct SourceContent {
-    pub certs: Vec<Certificate>,
+    pub certs: Vec<Arc<Certificate>>,
     /// (child index, issuer index, status) within `certs`.
     pub links: Vec<(usize, usize, LinkStatus)>,
     pub keys: Vec<PrivateKey>,
@@ -382,7 +407,7 @@ impl SourceContent {
             }
         }
         Self {
-            certs,
+            certs: certs.into_iter().map(Arc::new).collect(),
             links,
             keys: decoded.keys,
             encrypted_keys: decoded.encrypted_keys,
@@ -482,22 +507,13 @@ impl Inventory {
         });
     }
 
-    fn intern(&mut self, mut cert: Certificate) -> CertId {
+    fn intern(&mut self, mut cert: Arc<Certificate>) -> CertId {
         if let Some(id) = self.by_fingerprint.get(&cert.fingerprint) {
             return *id;
         }
-        // Issuer names repeat across leaves; a subject repeats only as the issuer of others.
-        cert.issuer = self
-            .names
-            .entry(cert.issuer_id)
-            .or_insert(cert.issuer)
-            .clone();
-        if cert.issuer_spki.is_some() {
-            cert.subject = self
-                .names
-                .entry(cert.subject_id)
-                .or_insert(cert.subject)
-                .clone();
+        // A certificate shared with a cache had its names shared there.
+        if let Some(cert) = Arc::get_mut(&mut cert) {
+            self.names.share(cert);
         }
         let id = CertId(self.certs.len() as u32);
         self.by_fingerprint.insert(cert.fingerprint, id);
@@ -527,7 +543,7 @@ impl Inventory {
         self.certs
             .iter()
             .enumerate()
-            .map(|(i, c)| (CertId(i as u32), c))
+            .map(|(i, c)| (CertId(i as u32), &**c))
     }
 
     pub fn cert_count(&self) -> usize {

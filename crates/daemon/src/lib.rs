@@ -263,7 +263,7 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 fn compressed_response(
     headers: &HeaderMap,
     content_type: &'static str,
-    parts: [Bytes; 2],
+    parts: Vec<Bytes>,
 ) -> Response {
     if accepts(headers, header::ACCEPT_ENCODING, "gzip") {
         let body = Body::from_stream(futures_util::stream::iter(
@@ -292,12 +292,13 @@ fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
 
 /// For the rare client that does not take gzip: decompressed as it is sent, so a plain
 /// scrape of 100 MB of text never holds that text in memory.
-fn gunzip(parts: [Bytes; 2]) -> Body {
+fn gunzip(parts: Vec<Bytes>) -> Body {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let [head, tail] = parts;
-        let mut decoder = flate2::read::GzDecoder::new(head.as_ref().chain(tail.as_ref()));
+        let mut decoder = flate2::read::GzDecoder::new(PartsReader {
+            parts: parts.into(),
+        });
         let mut buf = vec![0; 256 * 1024];
         loop {
             let chunk = match decoder.read(&mut buf) {
@@ -315,6 +316,27 @@ fn gunzip(parts: [Bytes; 2]) -> Body {
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     }))
+}
+
+/// The shared compressed blocks read one after the other.
+struct PartsReader {
+    parts: std::collections::VecDeque<Bytes>,
+}
+
+impl io::Read for PartsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(front) = self.parts.front_mut() {
+            if front.is_empty() {
+                self.parts.pop_front();
+                continue;
+            }
+            let n = front.len().min(buf.len());
+            buf[..n].copy_from_slice(&front[..n]);
+            *front = front.slice(n..);
+            return Ok(n);
+        }
+        Ok(0)
+    }
 }
 
 /// Ready once the first scan's metrics and status are both served.
@@ -488,9 +510,9 @@ fn scan_once(
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
         deployments: config.deployments(),
         endpoint_concurrency: config.daemon.endpoint_concurrency,
-        // Remembering every file costs the first scan a copy of it; readiness comes first,
-        // and the follow-up scan right after it fills the cache.
-        file_cache: current(shared).map(|_| shared.files.clone()),
+        // Remembering a file shares its certificates with the inventory, so the first scan
+        // fills the cache at little cost and the follow-up scan only checks file stamps.
+        file_cache: Some(shared.files.clone()),
         probe_schedule: Some(shared.probes.clone()),
         ..ScanOptions::default()
     };

@@ -810,8 +810,8 @@ fn read_file_cached(
     {
         return FileOutcome::Content(content, None);
     }
-    let outcome = read_file(path, explicit, max, options, false, cache);
-    if let (Some(stamp), FileOutcome::Content(content, None)) = (stamp, &outcome) {
+    let mut outcome = read_file(path, explicit, max, options, false, cache);
+    if let (Some(stamp), FileOutcome::Content(content, None)) = (stamp, &mut outcome) {
         files.put(path, stamp, content, now);
     }
     outcome

@@ -109,3 +109,32 @@ fn renewed_fingerprint(der: &[u8]) -> String {
         .unwrap()
         .fingerprint_hex()
 }
+
+/// What the cache remembers is what the inventory holds, not a copy: a daemon watching a
+/// hundred thousand certificates keeps each one once.
+#[test]
+fn remembered_certificates_are_shared_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("Shared");
+    for name in ["a", "b"] {
+        let leaf = pki.leaf(&Spec::leaf(&format!("{name}.example")));
+        std::fs::write(d.join(format!("{name}.pem")), &leaf.pem).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2100));
+
+    let cache = Arc::new(FileCache::new());
+    let first = scan(&options(d, Some(cache.clone())));
+    let again = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 2);
+    let leaves = |inventory: &Inventory| -> Vec<*const certvigil_core::Certificate> {
+        let mut certs: Vec<_> = inventory.certs().map(|(_, c)| c).collect();
+        certs.sort_by_key(|c| c.fingerprint);
+        certs.into_iter().map(std::ptr::from_ref).collect()
+    };
+    assert_eq!(leaves(&first).len(), 2);
+    assert_eq!(leaves(&first), leaves(&again), "the same certificates, not copies");
+    let issuers: Vec<_> = again.certs().map(|(_, c)| c.issuer.clone()).collect();
+    assert_eq!(issuers[0], issuers[1]);
+    assert!(Arc::ptr_eq(&issuers[0], &issuers[1]), "one issuer name for both leaves");
+}
