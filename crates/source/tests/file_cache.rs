@@ -133,8 +133,15 @@ fn remembered_certificates_are_shared_not_copied() {
         certs.into_iter().map(std::ptr::from_ref).collect()
     };
     assert_eq!(leaves(&first).len(), 2);
-    assert_eq!(leaves(&first), leaves(&again), "the same certificates, not copies");
+    assert_eq!(
+        leaves(&first),
+        leaves(&again),
+        "the same certificates, not copies"
+    );
     let issuers: Vec<_> = again.certs().map(|(_, c)| c.issuer.clone()).collect();
     assert_eq!(issuers[0], issuers[1]);
-    assert!(Arc::ptr_eq(&issuers[0], &issuers[1]), "one issuer name for both leaves");
+    assert!(
+        Arc::ptr_eq(&issuers[0], &issuers[1]),
+        "one issuer name for both leaves"
+    );
 }
