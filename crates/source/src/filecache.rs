@@ -172,6 +172,11 @@ impl FileCache {
         state.names.prune();
     }
 
+    /// Whether the file was remembered (its stamp is then worth checking).
+    pub(crate) fn remembers(&self, path: &Path) -> bool {
+        self.lock().entries.contains_key(path)
+    }
+
     /// The content read earlier, if the file is still exactly what it was.
     pub(crate) fn get(&self, path: &Path, stamp: Stamp) -> Option<SourceContent> {
         let generation = self.generation();
@@ -191,16 +196,18 @@ impl FileCache {
         if !stamp.settled(now) {
             return;
         }
-        let used = self.generation();
-        let mut state = self.lock();
-        for cert in &mut content.certs {
-            if let Some(cert) = Arc::get_mut(cert) {
-                state.names.share(cert);
+        if !content.certs.is_empty() {
+            let mut state = self.lock();
+            for cert in &mut content.certs {
+                if let Some(cert) = Arc::get_mut(cert) {
+                    state.names.share(cert);
+                }
             }
         }
-        state
-            .entries
-            .insert(path.into(), Entry::new(stamp, used, content));
+        // Built outside the lock: the scan's threads contend only for the insert.
+        let entry = Entry::new(stamp, self.generation(), content);
+        let path: Box<Path> = path.into();
+        self.lock().entries.insert(path, entry);
     }
 
     /// The generation counter modulo 2^32: entries only compare it with the current one.

@@ -313,12 +313,26 @@ pub fn read_regular_into<'b>(
     max: u64,
     buf: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], String> {
+    read_regular_into_stat(path, max, buf, None)
+}
+
+/// As [`read_regular_into`], also giving the metadata of the very file read: `fstat` on the
+/// open file, so no second path lookup and no rename slipping in between.
+pub fn read_regular_into_stat<'b>(
+    path: &Path,
+    max: u64,
+    buf: &'b mut Vec<u8>,
+    stat: Option<&mut Option<std::fs::Metadata>>,
+) -> Result<&'b [u8], String> {
     const FIRST: usize = 16 * 1024;
     // A large file's buffer is not kept for the small files that follow.
     if buf.len() < FIRST || buf.len() > 4 * FIRST {
         *buf = vec![0; FIRST];
     }
     let mut file = File::open(path).map_err(|e| describe_io_error(&e))?;
+    if let Some(stat) = stat {
+        *stat = file.metadata().ok();
+    }
     let filled = loop {
         match file.read(&mut buf[..FIRST]) {
             Ok(n) => break n,
@@ -411,6 +425,26 @@ pub fn key_candidates(cert_path: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stamp a cache keeps is the one of the bytes read, even when a rename replaces the
+    /// path right after.
+    #[test]
+    fn the_stat_is_of_the_file_read() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pem");
+        std::fs::write(&path, b"old").unwrap();
+        let mut buf = Vec::new();
+        let mut stat = None;
+        let read = read_regular_into_stat(&path, 1 << 20, &mut buf, Some(&mut stat)).unwrap();
+        assert_eq!(read, b"old");
+        let stat = stat.unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert_eq!((stat.ino(), stat.len()), (before.ino(), 3));
+        std::fs::write(dir.path().join("new"), b"newer").unwrap();
+        std::fs::rename(dir.path().join("new"), &path).unwrap();
+        assert_ne!(stat.ino(), std::fs::metadata(&path).unwrap().ino());
+    }
 
     #[test]
     fn regular_reads_match_whole_reads_around_the_first_buffer() {

@@ -413,7 +413,7 @@ impl Scanner<'_> {
                     Some(files) => {
                         read_file_cached(path, *explicit, max, &options, cache, files, now)
                     }
-                    None => read_file(path, *explicit, max, &options, keep, cache),
+                    None => read_file(path, *explicit, max, &options, keep, cache, None),
                 })
                 .collect();
             let t1 = t0.elapsed();
@@ -764,6 +764,7 @@ fn read_file(
     options: &DecodeOptions<'_>,
     keep_der: bool,
     cache: &LinkCache,
+    stat: Option<&mut Option<std::fs::Metadata>>,
 ) -> FileOutcome {
     let origin = path.to_string_lossy();
     // Walked files are known to be regular; a named argument may be a pipe (`<(kubectl ...)`).
@@ -777,7 +778,7 @@ fn read_file(
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     BUFFER.with_borrow_mut(|buf| {
-        let (outcome, read) = match files::read_regular_into(path, max, buf) {
+        let (outcome, read) = match files::read_regular_into_stat(path, max, buf, stat) {
             Ok(bytes) => (
                 classify_bytes(bytes, &origin, options, keep_der, cache),
                 bytes.len(),
@@ -801,18 +802,23 @@ fn read_file_cached(
     files: &FileCache,
     now: i64,
 ) -> FileOutcome {
-    let stamp = std::fs::metadata(path)
-        .ok()
-        .filter(std::fs::Metadata::is_file)
-        .map(|meta| Stamp::of(&meta));
-    if let Some(stamp) = stamp
-        && let Some(content) = files.get(path, stamp)
+    // Only a file read before needs a `stat` by path to be taken from memory.
+    if files.remembers(path)
+        && let Ok(meta) = std::fs::metadata(path)
+        && let Some(content) = files.get(path, Stamp::of(&meta))
     {
         return FileOutcome::Content(content, None);
     }
-    let mut outcome = read_file(path, explicit, max, options, false, cache);
-    if let (Some(stamp), FileOutcome::Content(content, None)) = (stamp, &mut outcome) {
-        files.put(path, stamp, content, now);
+    let mut stat = None;
+    let mut outcome = read_file(path, explicit, max, options, false, cache, Some(&mut stat));
+    if explicit {
+        // A named argument is read by path (it may be a pipe); stamp it the same way.
+        stat = std::fs::metadata(path).ok();
+    }
+    if let (Some(meta), FileOutcome::Content(content, None)) = (stat, &mut outcome)
+        && meta.is_file()
+    {
+        files.put(path, Stamp::of(&meta), content, now);
     }
     outcome
 }
