@@ -317,7 +317,8 @@ pub fn read_regular_into<'b>(
 }
 
 /// As [`read_regular_into`], also giving the metadata of the very file read: `fstat` on the
-/// open file, so no second path lookup and no rename slipping in between.
+/// open file, so no second path lookup and no rename slipping in between. It is taken before
+/// the read, so a write during the read makes the stamp stale, never the content.
 pub fn read_regular_into_stat<'b>(
     path: &Path,
     max: u64,

@@ -809,12 +809,11 @@ fn read_file_cached(
     {
         return FileOutcome::Content(content, None);
     }
-    let mut stat = None;
-    let mut outcome = read_file(path, explicit, max, options, false, cache, Some(&mut stat));
-    if explicit {
-        // A named argument is read by path (it may be a pipe); stamp it the same way.
-        stat = std::fs::metadata(path).ok();
-    }
+    // A named argument is read by path (it may be a pipe), so it is stamped by path, before
+    // the read: a change in between then leaves a stale stamp, never stale content.
+    let mut stat = explicit.then(|| std::fs::metadata(path).ok()).flatten();
+    let fstat = (!explicit).then_some(&mut stat);
+    let mut outcome = read_file(path, explicit, max, options, false, cache, fstat);
     if let (Some(meta), FileOutcome::Content(content, None)) = (stat, &mut outcome)
         && meta.is_file()
     {
