@@ -1011,20 +1011,11 @@ fn each_configured_source_reports_up_items_and_problems() {
 /// connect to it again.
 #[test]
 fn endpoints_are_probed_on_their_own_interval() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     // A server that is not TLS (the probe fails at the handshake), counting connections.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint_port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counted.fetch_add(1, Ordering::SeqCst);
-            let _ = stream.write_all(b"220 not tls\r\n");
-        }
-    });
+    let (endpoint, connections) =
+        certvigil_testutil::servers::Listener::garbage_counted(b"220 not tls\r\n");
+    let endpoint_port = endpoint.port;
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("Interval");
     let certs = dir.path().join("certs");

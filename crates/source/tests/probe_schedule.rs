@@ -1,30 +1,16 @@
 //! A scan with a probe schedule connects to an endpoint only when its interval has come
 //! round, and still reports it in between.
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use certvigil_core::inventory::ProblemKind;
 use certvigil_source::{EndpointSpec, ProbeSchedule, ScanOptions, Target, scan};
+use certvigil_testutil::servers::Listener;
 
-/// A server that answers every connection with garbage and counts the connections.
-fn garbage_server() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counted.fetch_add(1, Ordering::SeqCst);
-            let _ = stream.write_all(b"HTTP/1.0 400 no tls here\r\n\r\n");
-        }
-    });
-    (port, count)
-}
+/// What the counting server answers: the probe fails at the handshake.
+const NOT_TLS: &[u8] = b"HTTP/1.0 400 no tls here\r\n\r\n";
 
 fn options(spec: &EndpointSpec, schedule: &Arc<ProbeSchedule>) -> ScanOptions {
     ScanOptions {
@@ -47,8 +33,8 @@ fn endpoint_problems(inventory: &certvigil_core::inventory::Inventory) -> usize 
 fn endpoints_are_probed_on_their_own_interval() {
     let schedule = Arc::new(ProbeSchedule::new());
 
-    let (port, connections) = garbage_server();
-    let mut hourly = EndpointSpec::new("127.0.0.1", port);
+    let (server, connections) = Listener::garbage_counted(NOT_TLS);
+    let mut hourly = EndpointSpec::new("127.0.0.1", server.port);
     hourly.timeout = Duration::from_secs(5);
     hourly.interval = Some(Duration::from_secs(3600));
     for _ in 0..3 {
@@ -57,8 +43,8 @@ fn endpoints_are_probed_on_their_own_interval() {
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1, "probed once an hour");
 
-    let (port, connections) = garbage_server();
-    let mut every_scan = EndpointSpec::new("127.0.0.1", port);
+    let (server, connections) = Listener::garbage_counted(NOT_TLS);
+    let mut every_scan = EndpointSpec::new("127.0.0.1", server.port);
     every_scan.timeout = Duration::from_secs(5);
     for _ in 0..3 {
         scan(&options(&every_scan, &schedule));
@@ -69,8 +55,8 @@ fn endpoints_are_probed_on_their_own_interval() {
         "no interval: every scan"
     );
 
-    let (port, connections) = garbage_server();
-    let mut soon = EndpointSpec::new("127.0.0.1", port);
+    let (server, connections) = Listener::garbage_counted(NOT_TLS);
+    let mut soon = EndpointSpec::new("127.0.0.1", server.port);
     soon.timeout = Duration::from_secs(5);
     soon.interval = Some(Duration::from_secs(1));
     scan(&options(&soon, &schedule));

@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -593,10 +593,19 @@ impl Listener {
 
     /// Answers every connection with `bytes` (not TLS), then waits for the client to close.
     pub fn garbage(bytes: &'static [u8]) -> Self {
-        Self::new(move |mut stream| {
+        Self::garbage_counted(bytes).0
+    }
+
+    /// As [`Self::garbage`], counting the connections: how often a probe really connected.
+    pub fn garbage_counted(bytes: &'static [u8]) -> (Self, Arc<AtomicUsize>) {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let listener = Self::new(move |mut stream| {
+            counted.fetch_add(1, Ordering::SeqCst);
             let _ = stream.write_all(bytes);
             drain(&stream);
-        })
+        });
+        (listener, connections)
     }
 }
 
