@@ -331,8 +331,10 @@ pub fn read_regular_into_stat<'b>(
         *buf = vec![0; FIRST];
     }
     let mut file = File::open(path).map_err(|e| describe_io_error(&e))?;
+    let mut stat_len = None;
     if let Some(stat) = stat {
         *stat = file.metadata().ok();
+        stat_len = stat.as_ref().map(std::fs::Metadata::len);
     }
     let filled = loop {
         match file.read(&mut buf[..FIRST]) {
@@ -344,7 +346,10 @@ pub fn read_regular_into_stat<'b>(
     if filled < FIRST {
         return Ok(&buf[..filled]);
     }
-    let len = file.metadata().map_err(|e| describe_io_error(&e))?.len();
+    let len = match stat_len {
+        Some(len) => len,
+        None => file.metadata().map_err(|e| describe_io_error(&e))?.len(),
+    };
     if len > max {
         return Err(format!(
             "skipped: {len} bytes is over the {max} byte limit (--max-file-size)"
@@ -445,6 +450,17 @@ mod tests {
         std::fs::write(dir.path().join("new"), b"newer").unwrap();
         std::fs::rename(dir.path().join("new"), &path).unwrap();
         assert_ne!(stat.ino(), std::fs::metadata(&path).unwrap().ino());
+
+        // Past the first buffer the size comes from the same stat, limit included.
+        let big = dir.path().join("big.pem");
+        let data: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&big, &data).unwrap();
+        let mut stat = None;
+        let read = read_regular_into_stat(&big, 1 << 20, &mut buf, Some(&mut stat)).unwrap();
+        assert_eq!(read, data);
+        assert_eq!(stat.unwrap().len(), 100_000);
+        let err = read_regular_into_stat(&big, 40_000, &mut buf, Some(&mut None)).unwrap_err();
+        assert!(err.contains("over the 40000 byte limit"), "{err}");
     }
 
     #[test]
