@@ -4,6 +4,7 @@ use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +12,7 @@ use certvigil_core::check::{self, Policy, Severity};
 use certvigil_core::inventory::Role;
 use certvigil_report::{Report, inspect, json, nagios, prom, text};
 use certvigil_source::files::WalkOptions;
-use certvigil_source::{EndpointSpec, ScanOptions, StartTls, Target, scan};
+use certvigil_source::{CacheDir, EndpointSpec, FileCache, ScanOptions, StartTls, Target, scan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -209,7 +210,7 @@ struct SourceArgs {
     /// STARTTLS protocol for `host:port` endpoints.
     #[arg(long, value_enum)]
     starttls: Option<StartTlsArg>,
-    /// Do not read or update the cache of verified signatures
+    /// Do not read or update the caches of verified signatures and of decoded files
     /// ($CERTVIGIL_CACHE_DIR, else $XDG_CACHE_HOME/certvigil, else ~/.cache/certvigil).
     #[arg(long)]
     no_cache: bool,
@@ -322,6 +323,7 @@ fn run(cli: Cli) -> Result<u8> {
             let options = build_scan_options(&sources, &policy, false)?;
             let started = std::time::Instant::now();
             let inventory = scan(&options);
+            save_file_cache(&options);
             let findings = check::run(&inventory, &policy);
             tracing::debug!(elapsed = ?started.elapsed(), "checked");
             let report = Report::new(&inventory, &findings, &policy);
@@ -371,7 +373,7 @@ fn run(cli: Cli) -> Result<u8> {
                 Some(path) => load_config(path)?,
                 None => certvigil_config::Config::embedded_default(),
             };
-            let cache = if no_cache { None } else { link_cache_path() };
+            let cache = if no_cache { None } else { cache_dir() };
             certvigil_daemon::run(parsed, config, cache)?;
             Ok(0)
         }
@@ -425,6 +427,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 let options = build_scan_options(&sources, &policy, false)?;
                 let inventory = scan(&options);
+                save_file_cache(&options);
                 let findings = check::run(&inventory, &policy);
                 let report = Report::new(&inventory, &findings, &policy);
                 let code = nagios::write(&report, io::stdout().lock())?;
@@ -486,10 +489,24 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
         link_cache: if args.no_cache {
             None
         } else {
-            link_cache_path()
+            cache_dir().map(|dir| dir.verified_links())
         },
         ..ScanOptions::default()
     };
+    // Decoded files are remembered only where the decoding depends on nothing secret, and
+    // not for `inspect`, which needs every certificate's DER.
+    if !args.no_cache && !keep_der && options.pkcs12_password.is_none() {
+        options.file_cache = cache_dir().map(|dir| {
+            let path = dir.files();
+            let cache = FileCache::load(&path, options.walk.max_file_size).unwrap_or_else(|e| {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::info!(path = %path.display(), error = %e, "file cache not used");
+                }
+                FileCache::new()
+            });
+            Arc::new(cache)
+        });
+    }
     for ca in &args.ca_file {
         if !ca.is_file() {
             bail!("--ca-file {}: no such file", ca.display());
@@ -508,12 +525,23 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
     Ok(options)
 }
 
-fn link_cache_path() -> Option<PathBuf> {
-    let dir = std::env::var_os("CERTVIGIL_CACHE_DIR")
+fn cache_dir() -> Option<CacheDir> {
+    std::env::var_os("CERTVIGIL_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("certvigil")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/certvigil")))?;
-    Some(dir.join("verified-links"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/certvigil")))
+        .map(CacheDir::new)
+}
+
+/// Saves the decoded files for the next run; failing to only costs that run some speed.
+fn save_file_cache(options: &ScanOptions) {
+    let (Some(files), Some(dir)) = (&options.file_cache, cache_dir()) else {
+        return;
+    };
+    let path = dir.files();
+    if let Err(e) = files.save(&path, options.walk.max_file_size) {
+        tracing::info!(path = %path.display(), error = %e, "file cache not saved");
+    }
 }
 
 fn resolve_target(arg: &str, args: &SourceArgs, timeout: Duration) -> Result<Target> {

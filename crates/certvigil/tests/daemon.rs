@@ -87,11 +87,28 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, port: u16) -> Self {
+        Self::spawn(config, port, None)
+    }
+
+    /// With a cache directory kept across restarts (debug logs from the scan).
+    fn start_cached(config: &Path, port: u16, cache: &Path) -> Self {
+        Self::spawn(config, port, Some(cache))
+    }
+
+    fn spawn(config: &Path, port: u16, cache: Option<&Path>) -> Self {
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_certvigil"))
-            .args(["daemon", "--no-cache", "--config"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_certvigil"));
+        match cache {
+            Some(dir) => command
+                .args(["daemon", "--config"])
+                .env("CERTVIGIL_CACHE_DIR", dir)
+                .env("CERTVIGIL_LOG", "info,certvigil_source=debug"),
+            None => command
+                .args(["daemon", "--no-cache", "--config"])
+                .env("CERTVIGIL_LOG", "info"),
+        };
+        let child = command
             .arg(config)
-            .env("CERTVIGIL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
@@ -1066,4 +1083,56 @@ fn endpoints_are_probed_on_their_own_interval() {
         probes as f64 <= elapsed / 2.7 + 2.0,
         "{probes} probes in {elapsed:.1} s: only when due"
     );
+}
+
+/// A stopped daemon leaves its decoded files behind; the next start takes the unchanged ones
+/// from there and reads only the file renewed while it was down.
+#[test]
+fn a_restarted_daemon_reads_only_what_changed_while_it_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Restart");
+    let certs = dir.path().join("certs");
+    let leaves: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let leaf = pki.leaf(&Spec::leaf(&format!("{name}.example")));
+            write(&certs, &format!("{name}.pem"), &leaf.pem);
+            leaf
+        })
+        .collect();
+    // Files changed within the last two seconds are never remembered.
+    std::thread::sleep(Duration::from_millis(2100));
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let config_path = dir.path().join("certvigil.toml");
+    let sources = format!("[[source]]\npath = \"{}\"\n", certs.display());
+    std::fs::write(&config_path, config(dir.path(), port, &sources)).unwrap();
+    let fingerprint =
+        |der: &[u8]| certvigil_core::cert::hex(&certvigil_core::cert::fingerprint(der));
+
+    let mut first = Daemon::start_cached(&config_path, port, &cache);
+    for leaf in &leaves {
+        assert!(first.metrics().contains(&fingerprint(&leaf.der)));
+    }
+    first.signal("TERM");
+    assert!(first.child.wait().unwrap().success());
+    assert!(first.log().contains("file cache saved"), "{}", first.log());
+    assert!(cache.join("files").is_file());
+
+    let renewed = pki.leaf(&Spec::leaf("b.example"));
+    let tmp = write(&certs, ".b.pem.new", &renewed.pem);
+    std::fs::rename(&tmp, certs.join("b.pem")).unwrap();
+
+    let second = Daemon::start_cached(&config_path, port, &cache);
+    let log = second.log();
+    assert!(log.contains("file cache loaded"), "{log}");
+    assert!(
+        log.contains("from_memory=2"),
+        "only b.pem is read again: {log}"
+    );
+    let metrics = second.metrics();
+    assert!(metrics.contains(&fingerprint(&renewed.der)));
+    assert!(!metrics.contains(&fingerprint(&leaves[1].der)));
+    assert!(metrics.contains(&fingerprint(&leaves[0].der)));
+    assert!(metrics.contains(&fingerprint(&leaves[2].der)));
 }

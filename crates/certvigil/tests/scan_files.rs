@@ -854,3 +854,108 @@ fn oversized_stdin_is_reported_not_truncated() {
     assert!(msg.contains("byte limit"), "{msg}");
     assert!(report["certificates"].as_array().unwrap().is_empty());
 }
+
+/// `scan` saves what it decoded; the next `scan` takes unchanged files from there (a `stat`
+/// each), reads changed ones, and reports exactly what a scan from scratch reports. The saved
+/// form holds no key material, and a damaged one only costs speed.
+#[test]
+fn decoded_files_are_saved_for_the_next_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Saved files");
+    let leaf = pki.leaf(&Spec::leaf("saved.example"));
+    write(dir.path(), "leaf.pem", &leaf.pem);
+    write(dir.path(), "leaf.key", leaf.key_pem());
+    write(
+        dir.path(),
+        "other.pem",
+        &pki.leaf(&Spec::leaf("other.example")).pem,
+    );
+    write(dir.path(), "broken.pem", &leaf.pem[..leaf.pem.len() / 2]);
+    // Files changed within the last two seconds are never remembered.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let env = [
+        ("CERTVIGIL_CACHE_DIR", cache.path().to_str().unwrap()),
+        ("CERTVIGIL_LOG", "certvigil=info,certvigil_source=debug"),
+    ];
+    let d = dir.path().to_str().unwrap();
+    let args = ["scan", "-f", "json", "--no-system-trust", d];
+    let summary = |run: &Run| {
+        let report = run.json();
+        let mut certs: Vec<String> = report["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {}", c["source"], c["fingerprint_sha256"]))
+            .collect();
+        certs.sort();
+        let mut found = findings(&report);
+        found.sort();
+        (certs, found)
+    };
+
+    let first = certvigil_with(&args, None, &env);
+    assert!(first.stderr.contains("from_memory=0"), "{}", first.stderr);
+    let saved = cache.path().join("files");
+    let meta = std::fs::metadata(&saved).expect("the decoded files are saved");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let bytes = std::fs::read(&saved).unwrap();
+    let key_der = pem_body(&leaf.key_pem());
+    assert!(
+        key_der
+            .windows(16)
+            .all(|w| !bytes.windows(16).any(|b| b == w)),
+        "the saved cache holds no part of the private key"
+    );
+
+    let second = certvigil_with(&args, None, &env);
+    assert!(second.stderr.contains("from_memory=4"), "{}", second.stderr);
+    assert_eq!(summary(&second), summary(&first));
+    assert!(has_finding(&second.json(), "parse_error", "broken.pem"));
+
+    let renewed = pki.leaf(&Spec::leaf("saved.example"));
+    let tmp = write(dir.path(), ".leaf.pem.new", &renewed.pem);
+    std::fs::rename(&tmp, dir.path().join("leaf.pem")).unwrap();
+    let third = certvigil_with(&args, None, &env);
+    assert!(third.stderr.contains("from_memory=3"), "{}", third.stderr);
+    let no_cache = certvigil_with(
+        &["scan", "--no-cache", "-f", "json", "--no-system-trust", d],
+        None,
+        &env,
+    );
+    assert!(
+        !no_cache.stderr.contains("file cache"),
+        "{}",
+        no_cache.stderr
+    );
+    assert_eq!(summary(&third), summary(&no_cache));
+    assert!(!certs_from(&third.json(), "leaf.pem").is_empty());
+    assert_eq!(
+        certs_from(&third.json(), "leaf.pem")[0]["fingerprint_sha256"],
+        certvigil_core::Certificate::from_der(&renewed.der)
+            .unwrap()
+            .fingerprint_hex()
+    );
+    // The renewed key no longer matches: the key file was remembered, the pairing is redone.
+    assert!(has_finding(&third.json(), "key_mismatch", "leaf.pem"));
+
+    std::fs::write(&saved, b"CVFILES\nnot a cache").unwrap();
+    let damaged = certvigil_with(&args, None, &env);
+    assert!(
+        damaged.stderr.contains("file cache not used"),
+        "{}",
+        damaged.stderr
+    );
+    assert_eq!(summary(&damaged), summary(&no_cache));
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}

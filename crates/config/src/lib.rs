@@ -55,6 +55,8 @@ pub struct DaemonConfig {
     pub system_trust: bool,
     /// Remember verified signatures between scans (in memory for the daemon's lifetime).
     pub signature_cache: bool,
+    /// Save decoded files in the cache directory, so a restart reads only what changed.
+    pub file_cache: bool,
     /// Also emit x509-certificate-exporter's metric names and labels, for existing alerts and
     /// dashboards.
     pub x509_exporter_compat: bool,
@@ -402,6 +404,7 @@ impl Validator {
                 "scan_interval",
                 "system_trust",
                 "signature_cache",
+                "file_cache",
                 "x509_exporter_compat",
                 "tls_cert",
                 "tls_key",
@@ -461,6 +464,7 @@ impl Validator {
             scan_interval,
             system_trust: self.boolean(table, "daemon", "system_trust", true),
             signature_cache: self.boolean(table, "daemon", "signature_cache", true),
+            file_cache: self.boolean(table, "daemon", "file_cache", true),
             x509_exporter_compat: self.boolean(table, "daemon", "x509_exporter_compat", false),
             tls,
             basic_auth,

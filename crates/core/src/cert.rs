@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -27,7 +28,7 @@ pub(crate) fn key_id(public_key_bits: &[u8]) -> KeyId {
     id
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Curve {
     P192,
     P224,
@@ -74,7 +75,7 @@ impl fmt::Display for Curve {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyAlgorithm {
     Rsa,
     RsaPss,
@@ -100,7 +101,7 @@ impl fmt::Display for KeyAlgorithm {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HashAlgorithm {
     Md2,
     Md5,
@@ -131,7 +132,7 @@ impl fmt::Display for HashAlgorithm {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SignatureAlgorithm {
     RsaPkcs1(HashAlgorithm),
     RsaPss(HashAlgorithm),
@@ -197,7 +198,7 @@ pub mod key_usage {
 }
 
 /// The extended key usages the role checks care about; anything else is kept as an OID.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtendedKeyUsage {
     pub any: bool,
     pub server_auth: bool,
@@ -282,8 +283,32 @@ impl Serial {
     }
 }
 
+/// Saved as its bytes and rebuilt through [`Serial::new`], so no saved length can point past
+/// the inline array.
+impl Serialize for Serial {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Serial {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Serial;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("serial number bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Serial, E> {
+                Ok(Serial::new(v))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
 /// The SubjectPublicKeyInfo of a certificate that can issue others, and its SHA-256.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IssuerKey {
     pub der: Arc<[u8]>,
     pub id: Fingerprint,
@@ -292,7 +317,7 @@ pub struct IssuerKey {
 /// Subject alternative names packed into one string ("DNS:a\nIP:192.0.2.1"): a hundred
 /// thousand certificates with two or three names each would otherwise cost four allocations
 /// apiece.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sans(Box<str>);
 
 /// One name out of [`Sans`], borrowed.
@@ -355,7 +380,8 @@ impl fmt::Display for SanRef<'_> {
 }
 
 /// An owned, compact summary of one X.509 certificate.
-#[derive(Clone, Debug)]
+/// Serializable for the file cache saved between runs ([`Serial`] keeps its own invariant).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Certificate {
     pub fingerprint: Fingerprint,
     /// Serial number magnitude, big-endian, without leading zero bytes.

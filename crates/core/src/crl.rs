@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{CertificateRevocationList, FromDer, ParsedExtension};
 
 use crate::cert::{Fingerprint, hex, name_id, rfc4514, sha256};
 use crate::error::ParseError;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Crl {
     pub fingerprint: Fingerprint,
     pub issuer: Arc<str>,

@@ -1,9 +1,10 @@
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why bytes could not be turned into certificates, keys or CRLs.
 ///
 /// Messages name the reason only; the caller adds the source (path, endpoint, kube object).
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParseError {
     #[error("empty input")]
     Empty,

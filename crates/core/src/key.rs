@@ -8,13 +8,14 @@ use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair,
 };
 use pkcs8::der::Decode;
+use serde::{Deserialize, Serialize};
 
 use crate::cert::{Curve, KeyAlgorithm, KeyId, key_id};
 use crate::error::ParseError;
 use crate::oid;
 
 /// What is known about a private key without keeping it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivateKey {
     pub algorithm: KeyAlgorithm,
     /// SHA-256 of the public key bits: equal to [`crate::Certificate::key_id`] of its certificate.

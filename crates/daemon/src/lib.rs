@@ -10,7 +10,7 @@ pub mod systemd;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -24,7 +24,7 @@ use certvigil_core::check::{self, Severity};
 use certvigil_core::renewal::Plan;
 use certvigil_renew::{Issuers, RenewOptions, RenewOutcome};
 use certvigil_report::{DurationHistogram, RenewalStatus, Report, SourceLabels, json, prom};
-use certvigil_source::{FileCache, ProbeSchedule, ScanOptions, Target, scan};
+use certvigil_source::{CacheDir, FileCache, ProbeSchedule, ScanOptions, Target, scan};
 
 mod gz;
 mod listener;
@@ -108,9 +108,12 @@ struct Shared {
     status_gz: RwLock<Option<gz::GzBody>>,
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
-    link_cache: Option<PathBuf>,
+    /// Where verified signatures and decoded files are kept for the next start.
+    cache_dir: Option<CacheDir>,
     /// Files decoded by earlier scans: a rescan reads only what changed.
     files: Arc<FileCache>,
+    /// When `files` was last saved to `cache_dir`.
+    files_saved: Mutex<Option<Instant>>,
     /// Endpoints with an `interval` of their own, and what they served last.
     probes: Arc<ProbeSchedule>,
     /// What the renewal scheduler last saw, rendered with the next scan.
@@ -136,24 +139,26 @@ impl std::fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
-/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
+/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP. `cache_dir` keeps
+/// verified signatures and decoded files across restarts (`daemon.signature_cache`,
+/// `daemon.file_cache`).
 pub fn run(
     config: Config,
     config_path: Option<PathBuf>,
-    link_cache: Option<PathBuf>,
+    cache_dir: Option<CacheDir>,
 ) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(serve(config, config_path, link_cache))
+    runtime.block_on(serve(config, config_path, cache_dir))
 }
 
 async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
-    link_cache: Option<PathBuf>,
+    cache_dir: Option<CacheDir>,
 ) -> Result<(), DaemonError> {
     let listen = config.daemon.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -168,9 +173,10 @@ async fn serve(
         snapshot: RwLock::new(None),
         status_gz: RwLock::new(None),
         files: Arc::new(FileCache::new()),
+        files_saved: Mutex::new(None),
         probes: Arc::new(ProbeSchedule::new()),
         rescan: Arc::new(Notify::new()),
-        link_cache,
+        cache_dir,
         renewals: RwLock::default(),
     });
     tokio::spawn(scan_loop(shared.clone()));
@@ -191,10 +197,13 @@ async fn serve(
     let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(shared);
+        .with_state(shared.clone());
     listener::serve(listener, app, tls.as_ref(), stop_signal())
         .await
         .map_err(DaemonError::Serve)?;
+    let saving = shared.clone();
+    // What changed since the last save is kept for the next start.
+    let _ = tokio::task::spawn_blocking(move || save_files(&saving, true)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -363,7 +372,7 @@ async fn scan_loop(shared: Arc<Shared>) {
             watcher.update(&watched_paths(&config));
         }
         let polling = watcher.polling.clone();
-        let cache = shared.link_cache.clone();
+        let cache = shared.cache_dir.as_ref().map(CacheDir::verified_links);
         let renewals = shared
             .renewals
             .read()
@@ -505,6 +514,9 @@ fn scan_once(
     renewals: &[RenewalStatus],
     mut histogram: DurationHistogram,
 ) -> bool {
+    if current(shared).is_none() && shared.files.is_empty() {
+        load_files(shared, config);
+    }
     let mut options = ScanOptions {
         system_trust: config.daemon.system_trust,
         link_cache: link_cache.filter(|_| config.daemon.signature_cache),
@@ -604,16 +616,86 @@ fn scan_once(
         }
         Some(status.finish())
     };
-    let previous = current(shared);
+    let snapshot = Arc::new(snapshot);
+    let previous = shared
+        .snapshot
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(snapshot.clone());
     let first = previous.is_none();
+    systemd::status(&snapshot.summary);
+    // Logged once the new metrics are out: the first scan logs every finding.
     log_changes(previous.as_deref(), &snapshot);
     drop(previous);
-    systemd::status(&snapshot.summary);
-    *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
-    // /readyz waits for this one too.
-    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
+    drop(snapshot);
+    // /readyz waits for this one too. It is rendered on one core, so the other one serves
+    // the metrics that scrapers are fetching right now.
+    let status = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+        Ok(pool) => pool.install(render_status),
+        Err(_) => render_status(),
+    };
+    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = status;
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
+    save_files(shared, false);
     first
+}
+
+/// Decoded files are saved at most this often, and at stop: a hundred thousand files make
+/// about 40 MB, too much to write again after every change.
+const SAVE_FILES_EVERY: Duration = Duration::from_secs(600);
+
+fn saved_files_path(shared: &Shared, config: &Config) -> Option<PathBuf> {
+    shared
+        .cache_dir
+        .as_ref()
+        .filter(|_| config.daemon.file_cache)
+        .map(CacheDir::files)
+}
+
+/// The daemon reads files with the default size limit; a saved cache must match it.
+fn max_file_size() -> u64 {
+    ScanOptions::default().walk.max_file_size
+}
+
+/// Takes the files a previous run saved, so the first scan reads only what changed since.
+fn load_files(shared: &Shared, config: &Config) {
+    let Some(path) = saved_files_path(shared, config) else {
+        return;
+    };
+    let started = Instant::now();
+    match FileCache::load(&path, max_file_size()) {
+        Ok(saved) => {
+            let files = saved.len();
+            shared.files.replace(saved);
+            tracing::info!(path = %path.display(), files, elapsed = ?started.elapsed(), "file cache loaded");
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "file cache not used; every file is read");
+        }
+    }
+}
+
+/// Saves the decoded files for the next start when they changed: always at stop (`force`),
+/// otherwise at most every [`SAVE_FILES_EVERY`].
+fn save_files(shared: &Shared, force: bool) {
+    let config = shared.config();
+    let Some(path) = saved_files_path(shared, &config) else {
+        return;
+    };
+    let mut saved = shared.files_saved.lock().unwrap_or_else(|e| e.into_inner());
+    if !force && saved.is_some_and(|at| at.elapsed() < SAVE_FILES_EVERY) {
+        return;
+    }
+    let started = Instant::now();
+    match shared.files.save(&path, max_file_size()) {
+        Ok(true) => {
+            *saved = Some(Instant::now());
+            tracing::info!(path = %path.display(), files = shared.files.len(), elapsed = ?started.elapsed(), "file cache saved");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "file cache not saved"),
+    }
 }
 
 async fn reload_on_hangup(shared: Arc<Shared>, config_path: Option<PathBuf>) {

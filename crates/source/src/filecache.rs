@@ -6,20 +6,77 @@
 //! "racily clean" index entries, a file changed within the last two seconds is not
 //! remembered, because a second write inside the same timestamp tick would leave the stamp
 //! as it was.
+//!
+//! The cache can be saved to a file and loaded by the next process ([`FileCache::save`],
+//! [`FileCache::load`]): a restarted daemon, or the next `certvigil scan` from cron, then
+//! takes a `stat` of each unchanged file instead of reading and decoding it. The saved form
+//! holds what the scan keeps of a file (certificate summaries, public-key identities of
+//! private keys, parse errors), never key material.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use certvigil_core::inventory::{LinkStatus, NameTable};
 use certvigil_core::key::PrivateKey;
 use certvigil_core::{Certificate, ParseError, SourceContent, crl::Crl};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::files;
 
 /// Seconds a file's last change must lie in the past before its content is remembered.
 const SETTLED_SECS: i64 = 2;
+
+/// Start of a saved cache. Then blobs, each `[length u32][CRC-32 u32][postcard bytes]`
+/// (little-endian): the [`Header`], chunks of up to [`CHUNK`] files, and a zero length at the
+/// end, so a damaged or cut file is never believed. Chunks decode on every core.
+const MAGIC: &[u8; 8] = b"CVFILES\n";
+
+/// The layout of what is saved. Bump it when [`Entry`] or anything it holds changes shape:
+/// postcard is not self-describing, and the test `saved_layout_is_pinned` fails first.
+const FORMAT: u32 = 1;
+
+/// Files per saved chunk (about half a megabyte).
+const CHUNK: usize = 1024;
+
+/// A saved blob longer than this is damage, not data.
+const MAX_BLOB: usize = 64 << 20;
+
+/// The header of a saved cache: only a cache written by the same build layout and for the
+/// same decoding options is used.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct Header {
+    format: u32,
+    version: String,
+    max_file_size: u64,
+    /// Files saved, to size the table once (a hint: the chunks are what counts).
+    files: u64,
+}
+
+/// The directory where one process leaves what it learned for the next: verified signatures
+/// ([`certvigil_core::linkcache`]) and decoded files ([`FileCache::save`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheDir(PathBuf);
+
+impl CacheDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self(dir.into())
+    }
+
+    pub fn verified_links(&self) -> PathBuf {
+        self.0.join("verified-links")
+    }
+
+    pub fn files(&self) -> PathBuf {
+        self.0.join("files")
+    }
+}
 
 #[derive(Default)]
 pub struct FileCache {
@@ -28,6 +85,8 @@ pub struct FileCache {
     generation: AtomicU64,
     /// Files served from memory by the last scan.
     hits: AtomicU64,
+    /// Whether anything was remembered or forgotten since the cache was loaded or saved.
+    changed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -39,8 +98,10 @@ struct State {
 
 /// One remembered file, kept small: a host has a hundred thousand of them. The certificates
 /// are the very ones the inventory holds, not copies.
+#[derive(Serialize, Deserialize)]
 struct Entry {
     stamp: Stamp,
+    #[serde(skip)]
     used: u32,
     certs: Box<[Arc<Certificate>]>,
     links: Box<[(u32, u32, LinkStatus)]>,
@@ -49,13 +110,14 @@ struct Entry {
 }
 
 /// What few files have.
+#[derive(Serialize, Deserialize)]
 struct Rare {
     encrypted_keys: usize,
     crls: Box<[Crl]>,
     errors: Box<[ParseError]>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
@@ -149,6 +211,111 @@ impl FileCache {
     /// Forgets everything (a new configuration may decode files differently).
     pub fn clear(&self) {
         *self.lock() = State::default();
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes over everything `other` remembers (a cache just loaded), forgetting the rest.
+    pub fn replace(&self, other: Self) {
+        *self.lock() = other.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        self.changed.store(false, Ordering::Relaxed);
+    }
+
+    /// Reads a cache saved by [`Self::save`] with the same `max_file_size`. A missing,
+    /// damaged, foreign or outdated file is an error (with the reason); the caller then starts
+    /// from an empty cache and loses only speed.
+    pub fn load(path: &Path, max_file_size: u64) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        Self::read_saved(
+            &mut io::BufReader::with_capacity(1 << 20, file),
+            max_file_size,
+        )
+    }
+
+    fn read_saved(input: &mut impl io::Read, max_file_size: u64) -> io::Result<Self> {
+        let invalid = |reason: String| io::Error::new(io::ErrorKind::InvalidData, reason);
+        let mut magic = [0; MAGIC.len()];
+        input.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(invalid("not a certvigil file cache".into()));
+        }
+        let header = read_blob(input)?.ok_or_else(|| invalid("no header".into()))?;
+        let header: Header = postcard::from_bytes(&header)
+            .map_err(|e| invalid(format!("unreadable header: {e}")))?;
+        let expected = Header {
+            files: header.files,
+            ..Header::current(max_file_size, 0)
+        };
+        if header != expected {
+            return Err(invalid(format!("written for {header:?}, not {expected:?}")));
+        }
+        let mut state = State::default();
+        state
+            .entries
+            .reserve(usize::try_from(header.files).unwrap_or(0).min(1 << 24));
+        let batch = 2 * rayon::current_num_threads();
+        loop {
+            let mut blobs = Vec::with_capacity(batch);
+            let mut ended = false;
+            while blobs.len() < batch {
+                match read_blob(input)? {
+                    Some(blob) => blobs.push(blob),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            let chunks: Vec<Result<Chunk, String>> =
+                blobs.par_iter().map(|blob| decode_chunk(blob)).collect();
+            for chunk in chunks {
+                for (path, mut entry) in chunk.map_err(invalid)? {
+                    for cert in entry.certs.iter_mut() {
+                        if let Some(cert) = Arc::get_mut(cert) {
+                            state.names.share(cert);
+                        }
+                    }
+                    state.entries.insert(path, entry);
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        Ok(Self {
+            state: Mutex::new(state),
+            ..Self::default()
+        })
+    }
+
+    /// Writes the cache for the next process, atomically and readable by its owner only,
+    /// when anything changed since it was loaded or last saved. Returns whether it wrote.
+    pub fn save(&self, path: &Path, max_file_size: u64) -> io::Result<bool> {
+        if !self.changed.swap(false, Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let state = self.lock();
+        let result = files::write_atomic_with(path, |out| {
+            out.write_all(MAGIC)?;
+            let header = Header::current(max_file_size, state.entries.len() as u64);
+            let header = postcard::to_allocvec(&header);
+            write_blob(out, &header.map_err(io::Error::other)?)?;
+            let entries: Vec<(&[u8], &Entry)> = state
+                .entries
+                .iter()
+                .map(|(path, entry)| (path.as_os_str().as_bytes(), entry))
+                .collect();
+            for chunk in entries.chunks(CHUNK) {
+                write_blob(
+                    out,
+                    &postcard::to_allocvec(chunk).map_err(io::Error::other)?,
+                )?;
+            }
+            out.write_all(&0u32.to_le_bytes())
+        });
+        if result.is_err() {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        result.map(|()| true)
     }
 
     /// How many files the last scan took from memory instead of reading them.
@@ -167,7 +334,11 @@ impl FileCache {
     pub(crate) fn finish_scan(&self) {
         let generation = self.generation();
         let mut state = self.lock();
+        let before = state.entries.len();
         state.entries.retain(|_, entry| entry.used == generation);
+        if state.entries.len() != before {
+            self.changed.store(true, Ordering::Relaxed);
+        }
         state.entries.shrink_to_fit();
         state.names.prune();
     }
@@ -208,6 +379,7 @@ impl FileCache {
         let entry = Entry::new(stamp, self.generation(), content);
         let path: Box<Path> = path.into();
         self.lock().entries.insert(path, entry);
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     /// The generation counter modulo 2^32: entries only compare it with the current one.
@@ -220,10 +392,264 @@ impl FileCache {
     }
 }
 
+impl Header {
+    fn current(max_file_size: u64, files: u64) -> Self {
+        Self {
+            format: FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_file_size,
+            files,
+        }
+    }
+}
+
+/// The next blob, or `None` at the end marker.
+fn read_blob(input: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
+    let mut head = [0; 8];
+    input.read_exact(&mut head[..4])?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 {
+        return Ok(None);
+    }
+    if len > MAX_BLOB {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("damaged file cache (a {len}-byte chunk)"),
+        ));
+    }
+    input.read_exact(&mut head[4..])?;
+    let mut blob = vec![0; len];
+    input.read_exact(&mut blob)?;
+    if crc32fast::hash(&blob) != u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "damaged file cache (checksum mismatch)",
+        ));
+    }
+    Ok(Some(blob))
+}
+
+fn write_blob(out: &mut dyn io::Write, blob: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(blob.len())
+        .ok()
+        .filter(|&len| len as usize <= MAX_BLOB)
+        .ok_or_else(|| io::Error::other("file cache chunk too large"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&crc32fast::hash(blob).to_le_bytes())?;
+    out.write_all(blob)
+}
+
+/// Files as saved together: each path with what was decoded from it.
+type Chunk = Vec<(Box<Path>, Entry)>;
+
+/// One chunk of files, each checked so a saved link can never point past its certificates.
+fn decode_chunk(blob: &[u8]) -> Result<Chunk, String> {
+    let files: Vec<(Vec<u8>, Entry)> =
+        postcard::from_bytes(blob).map_err(|e| format!("unreadable file cache: {e}"))?;
+    files
+        .into_iter()
+        .map(|(path, entry)| {
+            let count = entry.certs.len();
+            if !entry
+                .links
+                .iter()
+                .all(|&(child, issuer, _)| (child as usize) < count && (issuer as usize) < count)
+            {
+                return Err("file cache links a certificate that is not there".into());
+            }
+            let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+            Ok((path.into_boxed_path(), entry))
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for FileCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileCache")
             .field("files", &self.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use certvigil_core::cert::{
+        Curve, ExtendedKeyUsage, HashAlgorithm, IssuerKey, KeyAlgorithm, Sans, Serial,
+        SignatureAlgorithm, SubjectAltName,
+    };
+
+    use super::*;
+
+    fn certificate() -> Certificate {
+        Certificate {
+            fingerprint: [7; 32],
+            serial: Serial::new(&[1, 2, 3]),
+            serial_negative: false,
+            subject: "CN=leaf.example".into(),
+            issuer: "CN=Issuing CA,O=Example".into(),
+            subject_id: 11,
+            issuer_id: 12,
+            not_before: 1_700_000_000,
+            not_after: 1_800_000_000,
+            sans: Sans::pack(&[
+                SubjectAltName::Dns("leaf.example".into()),
+                SubjectAltName::Ip([192, 0, 2, 1].into()),
+            ]),
+            key_algorithm: KeyAlgorithm::Ec(Curve::P256),
+            key_bits: 256,
+            key_id: [9; 16],
+            signature_algorithm: SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256),
+            is_ca: false,
+            path_len: None,
+            key_usage: Some(0x80),
+            extended_key_usage: Some(ExtendedKeyUsage {
+                server_auth: true,
+                ..ExtendedKeyUsage::default()
+            }),
+            subject_key_id: Some(21),
+            authority_key_id: Some(22),
+            version: 3,
+            issuer_spki: Some(Box::new(IssuerKey {
+                der: Arc::from(&b"spki"[..]),
+                id: [5; 32],
+            })),
+        }
+    }
+
+    fn entry(links: Box<[(u32, u32, LinkStatus)]>) -> Entry {
+        Entry {
+            stamp: Stamp {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+            },
+            used: 0,
+            certs: vec![Arc::new(certificate())].into(),
+            links,
+            keys: vec![PrivateKey {
+                algorithm: KeyAlgorithm::Ec(Curve::P256),
+                key_id: [9; 16],
+            }]
+            .into(),
+            rare: Some(Box::new(Rare {
+                encrypted_keys: 1,
+                crls: Box::new([]),
+                errors: vec![ParseError::TrailingData(3)].into(),
+            })),
+        }
+    }
+
+    /// A saved cache by hand: the header, then one chunk holding `files`.
+    fn saved(files: &[(&[u8], &Entry)]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        let header = postcard::to_allocvec(&Header::current(100, files.len() as u64)).unwrap();
+        write_blob(&mut out, &header).unwrap();
+        write_blob(&mut out, &postcard::to_allocvec(files).unwrap()).unwrap();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn saved_layout_is_pinned() {
+        // postcard is not self-describing: a saved cache is only readable by the layout that
+        // wrote it. When this fails, the saved form changed: bump FORMAT, then update the
+        // expected bytes here.
+        let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
+        let bytes = postcard::to_allocvec(&entry).unwrap();
+        assert_eq!(FORMAT, 1);
+        assert_eq!(
+            certvigil_core::cert::hex(&bytes),
+            "010203080a01070707070707070707070707070707070707070707070707070707070707070703010203000f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3102028002090909090909090909090909090909090204000001800101000100000115011603010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
+        );
+    }
+
+    #[test]
+    fn a_saved_cache_reads_back() {
+        let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
+        let bytes = saved(&[(b"/etc/ssl/leaf.pem", &entry)]);
+        let cache = FileCache::read_saved(&mut bytes.as_slice(), 100).unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.start_scan();
+        let content = cache
+            .get(Path::new("/etc/ssl/leaf.pem"), entry.stamp)
+            .expect("the saved file is remembered with its stamp");
+        assert_eq!(content.certs[0].fingerprint, [7; 32]);
+        assert_eq!(content.certs[0].serial.as_bytes(), [1, 2, 3]);
+        assert_eq!(content.links, vec![(0, 0, LinkStatus::Verified)]);
+        assert_eq!(content.keys, entry.keys.to_vec());
+        assert_eq!(content.errors, vec![ParseError::TrailingData(3)]);
+        assert_eq!(content.encrypted_keys, 1);
+        let other = Stamp {
+            size: 4,
+            ..entry.stamp
+        };
+        assert!(cache.get(Path::new("/etc/ssl/leaf.pem"), other).is_none());
+    }
+
+    #[test]
+    fn a_link_past_its_certificates_is_refused() {
+        let entry = entry(vec![(0, 1, LinkStatus::Verified)].into());
+        let bytes = saved(&[(b"/etc/ssl/leaf.pem", &entry)]);
+        let err = FileCache::read_saved(&mut bytes.as_slice(), 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("not there"), "{err}");
+    }
+
+    #[test]
+    fn a_cache_for_other_options_is_not_used() {
+        let entry = entry(Box::new([]));
+        let bytes = saved(&[(b"/a.pem", &entry)]);
+        let err = FileCache::read_saved(&mut bytes.as_slice(), 200).unwrap_err();
+        assert!(err.to_string().contains("max_file_size: 100"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// A chunk with a valid checksum but any content (written by someone else, or a
+        /// bug) loads or is refused; it never panics and never yields a link out of range.
+        #[test]
+        fn any_checksummed_chunk_loads_or_fails_cleanly(
+            chunk in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)
+        ) {
+            let mut bytes = MAGIC.to_vec();
+            let header = postcard::to_allocvec(&Header::current(100, 1)).unwrap();
+            write_blob(&mut bytes, &header).unwrap();
+            if !chunk.is_empty() {
+                write_blob(&mut bytes, &chunk).unwrap();
+            }
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            if let Ok(cache) = FileCache::read_saved(&mut bytes.as_slice(), 100) {
+                for entry in cache.lock().entries.values() {
+                    for &(child, issuer, _) in &entry.links {
+                        proptest::prop_assert!((child as usize) < entry.certs.len());
+                        proptest::prop_assert!((issuer as usize) < entry.certs.len());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_or_cut_caches_are_refused() {
+        let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
+        let bytes = saved(&[(b"/a.pem", &entry), (b"/b.pem", &entry)]);
+        assert!(FileCache::read_saved(&mut bytes.as_slice(), 100).is_ok());
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(
+                FileCache::read_saved(&mut damaged.as_slice(), 100).is_err(),
+                "a flipped bit at byte {at} went unnoticed"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                FileCache::read_saved(&mut &bytes[..len], 100).is_err(),
+                "a cache cut to {len} bytes was believed"
+            );
+        }
     }
 }

@@ -11,6 +11,6 @@ mod starttls;
 pub mod truststore;
 
 pub use endpoint::{EndpointSpec, StartTls};
-pub use filecache::FileCache;
+pub use filecache::{CacheDir, FileCache};
 pub use scan::{DeploymentSpec, ScanOptions, Target, scan};
 pub use schedule::ProbeSchedule;

@@ -116,6 +116,11 @@ pub fn scan(options: &ScanOptions) -> Inventory {
     scanner.save_cache();
     if let Some(files) = &options.file_cache {
         files.finish_scan();
+        tracing::debug!(
+            remembered = files.len(),
+            from_memory = files.hits(),
+            "file cache"
+        );
     }
     if let Some(schedule) = &options.probe_schedule {
         schedule.finish_scan();

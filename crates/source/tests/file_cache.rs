@@ -145,3 +145,73 @@ fn remembered_certificates_are_shared_not_copied() {
         "one issuer name for both leaves"
     );
 }
+
+/// A cache saved by one process and loaded by the next (a restarted daemon, the next `scan`
+/// from cron) gives what a scan from scratch gives: unchanged files from the saved form,
+/// changed ones read again.
+#[test]
+fn a_saved_cache_serves_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let saved = tempfile::tempdir().unwrap();
+    let saved = saved.path().join("cache/files");
+    let pki = Pki::new("Saved");
+    let a = pki.leaf(&Spec::leaf("a.example"));
+    let b = pki.leaf(&Spec::leaf("b.example"));
+    std::fs::write(d.join("a.crt"), pki.fullchain(&a)).unwrap();
+    std::fs::write(d.join("a.key"), a.key_pem()).unwrap();
+    std::fs::write(d.join("b.pem"), &b.pem).unwrap();
+    std::fs::write(d.join("broken.pem"), &b.pem[..b.pem.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let max = ScanOptions::default().walk.max_file_size;
+
+    let cache = Arc::new(FileCache::new());
+    let first = scan(&options(d, Some(cache.clone())));
+    assert!(cache.save(&saved, max).unwrap(), "a new cache is written");
+    assert!(!cache.save(&saved, max).unwrap(), "an unchanged one is not");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&saved).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let loaded = Arc::new(FileCache::load(&saved, max).unwrap());
+    assert_eq!(loaded.len(), 4);
+    let again = scan(&options(d, Some(loaded.clone())));
+    assert_eq!(loaded.hits(), 4, "nothing changed: nothing read");
+    assert_eq!(contents(&again), contents(&first));
+    assert!(!loaded.save(&saved, max).unwrap(), "nothing to write back");
+
+    let renewed = pki.leaf(&Spec::leaf("b.example"));
+    write_atomically(&d.join("b.pem"), renewed.pem.as_bytes());
+    let loaded = Arc::new(FileCache::load(&saved, max).unwrap());
+    let after = scan(&options(d, Some(loaded.clone())));
+    assert_eq!(loaded.hits(), 3, "only the renewed file is read");
+    assert_eq!(contents(&after), contents(&scan(&options(d, None))));
+    assert!(
+        contents(&after)
+            .join("\n")
+            .contains(&renewed_fingerprint(&renewed.der))
+    );
+
+    assert!(
+        FileCache::load(&saved, max + 1).is_err(),
+        "a cache for another size limit is not used"
+    );
+    let missing = FileCache::load(&d.join("nothing-here"), max).unwrap_err();
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Whatever the cache file holds, loading it is an error or a cache, never a panic.
+    #[test]
+    fn any_saved_bytes_load_or_fail_cleanly(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("files");
+        let mut bytes = b"CVFILES\n".to_vec();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = FileCache::load(&path, 1 << 20);
+        std::fs::write(&path, &tail).unwrap();
+        let _ = FileCache::load(&path, 1 << 20);
+    }
+}
