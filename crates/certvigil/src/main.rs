@@ -613,6 +613,15 @@ fn write_output(
             other => other.context("writing to stdout"),
         };
     };
+    // A device, FIFO or socket (`-o /dev/null`, `-o /dev/stdout`, a pipe to a collector) is
+    // written in place: renaming a file over it would replace the device itself.
+    if fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        return render(&mut out).with_context(|| format!("writing {}", path.display()));
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

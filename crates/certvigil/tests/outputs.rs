@@ -148,6 +148,42 @@ fn sample_dir() -> (tempfile::TempDir, Pki) {
     (dir, pki)
 }
 
+/// `-o` onto something that is not a regular file (a FIFO here; `/dev/null` and
+/// `/dev/stdout` alike) writes into it: replacing it by a renamed file would destroy
+/// `/dev/null` for the whole host when run as root.
+#[test]
+fn output_into_a_fifo_keeps_the_fifo() {
+    let (dir, _) = sample_dir();
+    let fifo = dir.path().join("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let run = certvigil(&[
+        "scan",
+        "--format",
+        "prom",
+        "--no-system-trust",
+        "-o",
+        fifo.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    // Checked before joining: a replaced FIFO would leave the reader waiting for ever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&kind),
+        "the FIFO was replaced by a {kind:?}"
+    );
+    let text = reader.join().unwrap();
+    assert!(
+        text.contains("certvigil_cert_not_after_timestamp_seconds{"),
+        "{text}"
+    );
+}
+
 #[test]
 fn prometheus_output_passes_promtool_and_uses_seconds() {
     let (dir, _) = sample_dir();
