@@ -628,13 +628,8 @@ fn scan_once(
     log_changes(previous.as_deref(), &snapshot);
     drop(previous);
     drop(snapshot);
-    // /readyz waits for this one too. It is rendered on one core, so the other one serves
-    // the metrics that scrapers are fetching right now.
-    let status = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-        Ok(pool) => pool.install(render_status),
-        Err(_) => render_status(),
-    };
-    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = status;
+    // /readyz waits for this one too.
+    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
     save_files(shared, false);
     first
