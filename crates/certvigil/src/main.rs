@@ -76,7 +76,7 @@ enum Command {
         /// TOML configuration (docs/daemon.md); without it, the built-in default.
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
-        /// Do not read or update the cache of verified signatures.
+        /// Do not read or update the caches of verified signatures and of decoded files.
         #[arg(long)]
         no_cache: bool,
     },

@@ -112,7 +112,7 @@ struct Shared {
     cache_dir: Option<CacheDir>,
     /// Files decoded by earlier scans: a rescan reads only what changed.
     files: Arc<FileCache>,
-    /// When `files` was last saved to `cache_dir`.
+    /// When `files` was last saved (or a save failed) to `cache_dir`.
     files_saved: Mutex<Option<Instant>>,
     /// Endpoints with an `interval` of their own, and what they served last.
     probes: Arc<ProbeSchedule>,
@@ -683,9 +683,13 @@ fn save_files(shared: &Shared, force: bool) {
         return;
     }
     let started = Instant::now();
-    match shared.files.save(&path, max_file_size()) {
+    let result = shared.files.save(&path, max_file_size());
+    // A failed save waits its turn too: a full disk should not cost 40 MB of writes per scan.
+    if !matches!(result, Ok(false)) {
+        *saved = Some(Instant::now());
+    }
+    match result {
         Ok(true) => {
-            *saved = Some(Instant::now());
             tracing::info!(path = %path.display(), files = shared.files.len(), elapsed = ?started.elapsed(), "file cache saved");
         }
         Ok(false) => {}

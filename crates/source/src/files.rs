@@ -380,11 +380,13 @@ pub fn write_atomic_with(
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(OsStr::to_str).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A leftover of a crashed run is removed; anything put there in between (a symlink in a
+    // shared directory) makes the exclusive create fail instead of being followed.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         let mut out = io::BufWriter::with_capacity(1 << 16, file);
@@ -446,6 +448,31 @@ pub fn key_candidates(cert_path: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted at the temporary name (a shared cache directory) is not followed:
+    /// the file it points to keeps its content, and the target gets the new one, owner-only.
+    #[test]
+    fn an_atomic_write_never_follows_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let target = dir.path().join("files");
+        let planted = dir
+            .path()
+            .join(format!(".files.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(&target, b"cache").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&target).unwrap(), b"cache");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&target).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            std::fs::symlink_metadata(&planted).is_err(),
+            "no temporary left"
+        );
+    }
 
     /// The stamp a cache keeps is the one of the bytes read, even when a rename replaces the
     /// path right after.
