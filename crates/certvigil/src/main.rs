@@ -320,10 +320,10 @@ fn run(cli: Cli) -> Result<u8> {
             show_anchors,
         } => {
             let policy = build_policy(&policy)?;
-            let options = build_scan_options(&sources, &policy, false)?;
+            let mut options = build_scan_options(&sources, &policy, false)?;
             let started = std::time::Instant::now();
             let inventory = scan(&options);
-            save_file_cache(&options);
+            save_file_cache(&mut options);
             let findings = check::run(&inventory, &policy);
             tracing::debug!(elapsed = ?started.elapsed(), "checked");
             let report = Report::new(&inventory, &findings, &policy);
@@ -425,9 +425,9 @@ fn run(cli: Cli) -> Result<u8> {
                     policy.crit_days = c;
                     policy.crit_fraction = 1.0;
                 }
-                let options = build_scan_options(&sources, &policy, false)?;
+                let mut options = build_scan_options(&sources, &policy, false)?;
                 let inventory = scan(&options);
-                save_file_cache(&options);
+                save_file_cache(&mut options);
                 let findings = check::run(&inventory, &policy);
                 let report = Report::new(&inventory, &findings, &policy);
                 let code = nagios::write(&report, io::stdout().lock())?;
@@ -533,9 +533,10 @@ fn cache_dir() -> Option<CacheDir> {
         .map(CacheDir::new)
 }
 
-/// Saves the decoded files for the next run; failing to only costs that run some speed.
-fn save_file_cache(options: &ScanOptions) {
-    let (Some(files), Some(dir)) = (&options.file_cache, cache_dir()) else {
+/// Saves the decoded files for the next run (failing to only costs that run some speed), and
+/// lets go of the cache's own table before the report is rendered.
+fn save_file_cache(options: &mut ScanOptions) {
+    let (Some(files), Some(dir)) = (options.file_cache.take(), cache_dir()) else {
         return;
     };
     let path = dir.files();
