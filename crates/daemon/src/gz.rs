@@ -7,13 +7,20 @@
 //! The stream is kept open ([`GzBody`]): a response closes it with a tail of its own, so
 //! `/metrics` serves the same compressed body as Prometheus text or, with `# EOF`, as
 //! OpenMetrics, without compressing twice.
+//!
+//! While the very first output is being compressed, its blocks can be followed as they come
+//! ([`Progress`], [`follow`]): a scraper waiting for a daemon that just started receives and
+//! unpacks the first blocks while the last ones are still being deflated.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
+use futures_util::Stream;
 use rayon::prelude::*;
+use tokio::sync::watch;
 
 /// Uncompressed bytes per block: big enough that the flush between blocks and the lost
 /// dictionary cost nothing measurable, small enough to spread megabytes over the cores.
@@ -31,6 +38,28 @@ pub(crate) struct ParallelGz {
     written: u64,
     full: Vec<Vec<u8>>,
     current: Vec<u8>,
+    /// Where followers see each block as soon as it is deflated.
+    progress: Option<watch::Sender<Progress>>,
+}
+
+/// Sees an output while it is being compressed.
+pub(crate) type Follower = watch::Receiver<Progress>;
+
+/// An output being compressed: the blocks so far (header first), then the whole stream.
+#[derive(Default)]
+pub(crate) struct Progress {
+    blocks: Vec<Bytes>,
+    done: Option<GzBody>,
+}
+
+impl Progress {
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.is_some()
+    }
+
+    pub(crate) fn done(&self) -> Option<&GzBody> {
+        self.done.as_ref()
+    }
 }
 
 /// A gzip stream still open for a tail: the header and every block, sync-flushed.
@@ -49,7 +78,22 @@ impl ParallelGz {
             written: 0,
             full: Vec::new(),
             current: Vec::with_capacity(BLOCK),
+            progress: None,
         }
+    }
+
+    /// As [`Self::new`], showing each block to the receivers of the returned channel as it
+    /// is deflated, and the finished stream at the end.
+    pub(crate) fn followed() -> (Self, Follower) {
+        let (sender, receiver) = watch::channel(Progress {
+            blocks: vec![Bytes::from_static(&HEADER)],
+            done: None,
+        });
+        let gz = Self {
+            progress: Some(sender),
+            ..Self::new()
+        };
+        (gz, receiver)
     }
 
     pub(crate) fn finish(mut self) -> GzBody {
@@ -57,11 +101,18 @@ impl ParallelGz {
             self.full.push(std::mem::take(&mut self.current));
         }
         self.deflate_full();
-        GzBody {
+        let body = GzBody {
             open: self.deflated.into(),
             crc: self.crc,
             written: self.written,
+        };
+        if let Some(progress) = self.progress {
+            progress.send_modify(|p| {
+                p.blocks.clear();
+                p.done = Some(body.clone());
+            });
         }
+        body
     }
 
     fn deflate_full(&mut self) {
@@ -74,11 +125,16 @@ impl ParallelGz {
                 (deflate(block, FlushCompress::Sync), crc)
             })
             .collect();
+        let first = self.deflated.len();
         for (deflated, crc) in blocks {
             self.deflated.push(Bytes::from(deflated));
             self.crc.combine(&crc);
         }
         self.full.clear();
+        if let Some(progress) = &self.progress {
+            let new = &self.deflated[first..];
+            progress.send_modify(|p| p.blocks.extend_from_slice(new));
+        }
     }
 }
 
@@ -123,6 +179,46 @@ impl GzBody {
     fn compressed_len(&self) -> usize {
         self.open.iter().map(Bytes::len).sum()
     }
+}
+
+/// The gzip stream of an output still being compressed, closed with `tail`: each block as
+/// soon as it is deflated, the rest once it is finished. Ends early (an error, so the client
+/// sees a cut response) if the output is abandoned.
+pub(crate) fn follow(
+    progress: Follower,
+    tail: &'static [u8],
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    let state = (progress, 0usize, VecDeque::new(), false);
+    futures_util::stream::unfold(
+        state,
+        move |(mut progress, mut sent, mut ready, mut ended)| async move {
+            loop {
+                if let Some(block) = ready.pop_front() {
+                    return Some((Ok(block), (progress, sent, ready, ended)));
+                }
+                if ended {
+                    return None;
+                }
+                {
+                    let now = progress.borrow_and_update();
+                    if let Some(body) = &now.done {
+                        ready.extend(body.closed_with(tail).into_iter().skip(sent));
+                        ended = true;
+                        continue;
+                    }
+                    if sent < now.blocks.len() {
+                        ready.extend(now.blocks[sent..].iter().cloned());
+                        sent = now.blocks.len();
+                        continue;
+                    }
+                }
+                if progress.changed().await.is_err() {
+                    let cut = io::Error::other("the output was abandoned while being compressed");
+                    return Some((Err(cut), (progress, sent, ready, true)));
+                }
+            }
+        },
+    )
 }
 
 /// Raw deflate of one block; `Sync` leaves the stream open for the next block. The result is
@@ -214,6 +310,80 @@ mod tests {
         let mut expected = text;
         expected.extend_from_slice(b"end");
         assert_eq!(out.stdout, expected);
+    }
+
+    fn text(len: usize) -> Vec<u8> {
+        let line = b"certvigil_cert_not_after_timestamp_seconds{source=\"/etc/ssl/a.pem\"} 17\n";
+        (0..len).map(|i| line[i % line.len()]).collect()
+    }
+
+    /// Collects a follower's stream; `on_item` is called after each item with the count.
+    fn collect(
+        follower: Follower,
+        tail: &'static [u8],
+        on_item: impl Fn(usize),
+    ) -> io::Result<Vec<u8>> {
+        use futures_util::StreamExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut stream = std::pin::pin!(follow(follower, tail));
+            let mut bytes = Vec::new();
+            let mut items = 0;
+            while let Some(item) = stream.next().await {
+                bytes.extend_from_slice(&item?);
+                items += 1;
+                on_item(items);
+            }
+            Ok(bytes)
+        })
+    }
+
+    #[test]
+    fn a_follower_gets_blocks_before_the_end_and_then_the_whole_stream() {
+        let first_batch = (2 * rayon::current_num_threads() + 1) * BLOCK;
+        let text = text(first_batch + 3 * BLOCK + 999);
+        let (mut gz, follower) = ParallelGz::followed();
+        let (seen, wait_seen) = std::sync::mpsc::channel();
+        let writer = {
+            let text = text.clone();
+            std::thread::spawn(move || {
+                // In pieces, as a renderer writes (a block is cut after the write that fills it).
+                for piece in text[..first_batch].chunks(8192) {
+                    gz.write_all(piece).unwrap();
+                }
+                // The rest is written only once the follower holds a deflated block: a
+                // follower that waited for the end would leave this waiting.
+                wait_seen
+                    .recv_timeout(std::time::Duration::from_secs(30))
+                    .expect("the follower received a block before the output was finished");
+                for piece in text[first_batch..].chunks(8192) {
+                    gz.write_all(piece).unwrap();
+                }
+                gz.finish()
+            })
+        };
+        let got = collect(follower, b"# EOF\n", move |items| {
+            if items == 2 {
+                let _ = seen.send(());
+            }
+        })
+        .unwrap();
+        let body = writer.join().unwrap();
+        assert_eq!(got, body.closed_with(b"# EOF\n").concat());
+        let mut expected = text;
+        expected.extend_from_slice(b"# EOF\n");
+        assert_eq!(gunzip_single_member(&[Bytes::from(got)]), expected);
+    }
+
+    #[test]
+    fn a_follower_of_an_abandoned_output_gets_an_error() {
+        let (mut gz, follower) = ParallelGz::followed();
+        gz.write_all(&text(3 * BLOCK)).unwrap();
+        drop(gz);
+        assert!(collect(follower, b"", |_| {}).is_err());
     }
 
     #[test]

@@ -106,6 +106,8 @@ struct Shared {
     /// `/status`, rendered after the metrics of the same scan are published (so a change
     /// reaches /metrics first); from the first scan on, both are always there.
     status_gz: RwLock<Option<gz::GzBody>>,
+    /// The first scan's metrics while they are being compressed (see [`gz::follow`]).
+    first_metrics: RwLock<Option<gz::Follower>>,
     /// Wakes the scanner early (after a reload or a file change).
     rescan: Arc<Notify>,
     /// Where verified signatures and decoded files are kept for the next start.
@@ -172,6 +174,7 @@ async fn serve(
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
         status_gz: RwLock::new(None),
+        first_metrics: RwLock::new(None),
         files: Arc::new(FileCache::new()),
         files_saved: Mutex::new(None),
         probes: Arc::new(ProbeSchedule::new()),
@@ -240,19 +243,50 @@ fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
 /// Every family is a gauge or a histogram, whose lines are the same in both formats; OpenMetrics only adds
 /// the closing `# EOF`, compressed as the last bytes of the same gzip stream.
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(snapshot) = current(&shared) else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
-    };
     let openmetrics = accepts(&headers, header::ACCEPT, "application/openmetrics-text");
     let content_type = if openmetrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {
         "text/plain; version=0.0.4; charset=utf-8"
     };
-    let parts = snapshot
-        .metrics_gz
-        .closed_with(if openmetrics { b"# EOF\n" } else { b"" });
-    compressed_response(&headers, content_type, parts)
+    let tail: &'static [u8] = if openmetrics { b"# EOF\n" } else { b"" };
+    if let Some(snapshot) = current(&shared) {
+        return compressed_response(
+            &headers,
+            content_type,
+            snapshot.metrics_gz.closed_with(tail),
+        );
+    }
+    // The first metrics are being compressed: a gzip client follows them block by block, any
+    // other waits for the whole.
+    let progress = shared
+        .first_metrics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(mut progress) = progress else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
+    };
+    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+        let body = Body::from_stream(gz::follow(progress, tail));
+        return (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let done = progress
+        .wait_for(|p| p.is_done())
+        .await
+        .ok()
+        .and_then(|p| p.done().cloned());
+    match done {
+        Some(body) => compressed_response(&headers, content_type, body.closed_with(tail)),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    }
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -567,8 +601,18 @@ fn scan_once(
         .collect();
     report.source_labels = &labels;
     tracing::debug!(elapsed = ?started.elapsed(), remembered_files = shared.files.len(), from_memory = shared.files.hits(), "scanned and checked");
-    // Rendered straight into the compressor: the full text never sits in memory.
-    let mut metrics = gz::ParallelGz::new();
+    // Rendered straight into the compressor: the full text never sits in memory. The first
+    // time, scrapers already waiting follow the blocks as they are compressed.
+    let mut metrics = if current(shared).is_none() {
+        let (metrics, progress) = gz::ParallelGz::followed();
+        *shared
+            .first_metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(progress);
+        metrics
+    } else {
+        gz::ParallelGz::new()
+    };
     if let Err(e) = prom::write(&report, &mut metrics) {
         tracing::error!(error = %e, "rendering metrics failed");
     }
@@ -623,6 +667,10 @@ fn scan_once(
         .unwrap_or_else(|e| e.into_inner())
         .replace(snapshot.clone());
     let first = previous.is_none();
+    *shared
+        .first_metrics
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = None;
     systemd::status(&snapshot.summary);
     // Logged once the new metrics are out: the first scan logs every finding.
     log_changes(previous.as_deref(), &snapshot);
