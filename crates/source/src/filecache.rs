@@ -249,9 +249,11 @@ impl FileCache {
             return Err(invalid(format!("written for {header:?}, not {expected:?}")));
         }
         let mut state = State::default();
+        // Sized once from the header, up to a quarter of a million files: a damaged count must
+        // not reserve gigabytes, and a bigger host only grows the table once or twice.
         state
             .entries
-            .reserve(usize::try_from(header.files).unwrap_or(0).min(1 << 24));
+            .reserve(usize::try_from(header.files).unwrap_or(0).min(1 << 18));
         let batch = 2 * rayon::current_num_threads();
         loop {
             let mut blobs = Vec::with_capacity(batch);
