@@ -148,6 +148,19 @@ fn sample_dir() -> (tempfile::TempDir, Pki) {
     (dir, pki)
 }
 
+/// `scan --format prom -o out dir`, without the system trust store.
+fn scan_prom_to(out: &std::path::Path, dir: &std::path::Path) -> Run {
+    certvigil(&[
+        "scan",
+        "--format",
+        "prom",
+        "--no-system-trust",
+        "-o",
+        out.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ])
+}
+
 /// `-o` onto something that is not a regular file (a FIFO here; `/dev/null` and
 /// `/dev/stdout` alike) writes into it: replacing it by a renamed file would destroy
 /// `/dev/null` for the whole host when run as root.
@@ -161,15 +174,7 @@ fn output_into_a_fifo_keeps_the_fifo() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    let run = certvigil(&[
-        "scan",
-        "--format",
-        "prom",
-        "--no-system-trust",
-        "-o",
-        fifo.to_str().unwrap(),
-        dir.path().to_str().unwrap(),
-    ]);
+    let run = scan_prom_to(&fifo, dir.path());
     assert_eq!(run.code, 1, "{}", run.stderr);
     // Checked before joining: a replaced FIFO would leave the reader waiting for ever.
     let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
@@ -189,15 +194,7 @@ fn prometheus_output_passes_promtool_and_uses_seconds() {
     let (dir, _) = sample_dir();
     let out = dir.path().join("metrics/certvigil.prom");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let run = certvigil(&[
-        "scan",
-        "--format",
-        "prom",
-        "--no-system-trust",
-        "-o",
-        out.to_str().unwrap(),
-        dir.path().to_str().unwrap(),
-    ]);
+    let run = scan_prom_to(&out, dir.path());
     assert_eq!(run.code, 1, "soon.pem is critical: {}", run.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
     let mode =

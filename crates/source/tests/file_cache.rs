@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use certvigil_core::inventory::Inventory;
 use certvigil_source::{FileCache, ScanOptions, Target, scan};
-use certvigil_testutil::{Pki, Spec};
+use certvigil_testutil::{Issued, Pki, Spec};
 
 fn options(dir: &Path, cache: Option<Arc<FileCache>>) -> ScanOptions {
     ScanOptions {
@@ -56,11 +56,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[test]
-fn rescans_from_memory_match_scans_from_scratch() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let pki = Pki::new("Cache");
+/// Four files in `d`: a.crt (a fullchain) with its a.key, b.pem, and a broken half of b.pem,
+/// all settled. Returns the leaves a and b.
+fn settled_files(d: &Path, pki: &Pki) -> (Issued, Issued) {
     let a = pki.leaf(&Spec::leaf("a.example"));
     let b = pki.leaf(&Spec::leaf("b.example"));
     std::fs::write(d.join("a.crt"), pki.fullchain(&a)).unwrap();
@@ -70,6 +68,15 @@ fn rescans_from_memory_match_scans_from_scratch() {
     // Files changed in the last two seconds are not remembered (a second write in the same
     // timestamp tick would go unseen); let these settle.
     std::thread::sleep(Duration::from_millis(2100));
+    (a, b)
+}
+
+#[test]
+fn rescans_from_memory_match_scans_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("Cache");
+    let (a, b) = settled_files(d, &pki);
 
     let cache = Arc::new(FileCache::new());
     let first = scan(&options(d, Some(cache.clone())));
@@ -156,13 +163,7 @@ fn a_saved_cache_serves_the_next_process() {
     let saved = tempfile::tempdir().unwrap();
     let saved = saved.path().join("cache/files");
     let pki = Pki::new("Saved");
-    let a = pki.leaf(&Spec::leaf("a.example"));
-    let b = pki.leaf(&Spec::leaf("b.example"));
-    std::fs::write(d.join("a.crt"), pki.fullchain(&a)).unwrap();
-    std::fs::write(d.join("a.key"), a.key_pem()).unwrap();
-    std::fs::write(d.join("b.pem"), &b.pem).unwrap();
-    std::fs::write(d.join("broken.pem"), &b.pem[..b.pem.len() / 2]).unwrap();
-    std::thread::sleep(Duration::from_millis(2100));
+    settled_files(d, &pki);
     let max = ScanOptions::default().walk.max_file_size;
 
     let cache = Arc::new(FileCache::new());
