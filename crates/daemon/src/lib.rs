@@ -798,3 +798,84 @@ async fn stop_signal() {
     }
     systemd::stopping();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            config: RwLock::new(Arc::new(Config::embedded_default())),
+            snapshot: RwLock::new(None),
+            status_gz: RwLock::new(None),
+            first_metrics: RwLock::new(None),
+            rescan: Arc::new(Notify::new()),
+            cache_dir: None,
+            files: Arc::new(FileCache::new()),
+            files_saved: Mutex::new(None),
+            probes: Arc::new(ProbeSchedule::new()),
+            renewals: RwLock::default(),
+        })
+    }
+
+    fn request_headers(gzip: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if gzip {
+            headers.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        }
+        headers
+    }
+
+    async fn body(response: Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Before the first metrics exist, /metrics is 503; while they are being compressed, a
+    /// gzip client and a plain one both get the whole text, once it is done.
+    #[test]
+    fn first_metrics_are_served_while_they_are_compressed() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = shared();
+        let text: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| format!("certvigil_x{{n=\"{}\"}} 1\n", i % 977).into_bytes())
+            .take(6 << 20)
+            .collect();
+        runtime.block_on(async {
+            let early = metrics(State(shared.clone()), request_headers(true)).await;
+            assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+            let (mut gz, follower) = gz::ParallelGz::followed();
+            *shared.first_metrics.write().unwrap() = Some(follower);
+            let gzip = tokio::spawn(metrics(State(shared.clone()), request_headers(true)));
+            let plain = tokio::spawn(metrics(State(shared.clone()), request_headers(false)));
+            let writer = {
+                let text = text.clone();
+                tokio::task::spawn_blocking(move || {
+                    for piece in text.chunks(8192) {
+                        gz.write_all(piece).unwrap();
+                    }
+                    gz.finish()
+                })
+            };
+            let gzip = body(gzip.await.unwrap()).await;
+            let plain = body(plain.await.unwrap()).await;
+            let finished = writer.await.unwrap();
+            assert_eq!(gzip, finished.closed_with(b"").concat());
+            let mut unpacked = Vec::new();
+            flate2::read::GzDecoder::new(&gzip[..])
+                .read_to_end(&mut unpacked)
+                .unwrap();
+            assert_eq!(unpacked, text);
+            assert_eq!(plain, text);
+        });
+    }
+}
