@@ -267,8 +267,12 @@ pub struct NameTable(HashMap<u64, Arc<str>>);
 
 impl NameTable {
     /// Points the certificate's issuer (and, for a possible issuer, its subject) at the
-    /// table's copy of the same name.
-    pub fn share(&mut self, cert: &mut Certificate) {
+    /// table's copy of the same name. A certificate already shared elsewhere (with a cache)
+    /// had its names shared there and is left as it is.
+    pub fn share(&mut self, cert: &mut Arc<Certificate>) {
+        let Some(cert) = Arc::get_mut(cert) else {
+            return;
+        };
         cert.issuer = self.shared(cert.issuer_id, &cert.issuer);
         if cert.issuer_spki.is_some() {
             cert.subject = self.shared(cert.subject_id, &cert.subject);
@@ -512,10 +516,7 @@ impl Inventory {
         if let Some(id) = self.by_fingerprint.get(&cert.fingerprint) {
             return *id;
         }
-        // A certificate shared with a cache had its names shared there.
-        if let Some(cert) = Arc::get_mut(&mut cert) {
-            self.names.share(cert);
-        }
+        self.names.share(&mut cert);
         let id = CertId(self.certs.len() as u32);
         self.by_fingerprint.insert(cert.fingerprint, id);
         if cert.issuer_spki.is_some() {

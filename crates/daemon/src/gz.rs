@@ -53,10 +53,6 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn is_done(&self) -> bool {
-        self.done.is_some()
-    }
-
     pub(crate) fn done(&self) -> Option<&GzBody> {
         self.done.as_ref()
     }

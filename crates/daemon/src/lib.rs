@@ -279,7 +279,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
             .into_response();
     }
     let done = progress
-        .wait_for(|p| p.is_done())
+        .wait_for(|p| p.done().is_some())
         .await
         .ok()
         .and_then(|p| p.done().cloned());

@@ -272,9 +272,7 @@ impl FileCache {
             for chunk in chunks {
                 for (path, mut entry) in chunk.map_err(invalid)? {
                     for cert in entry.certs.iter_mut() {
-                        if let Some(cert) = Arc::get_mut(cert) {
-                            state.names.share(cert);
-                        }
+                        state.names.share(cert);
                     }
                     state.entries.insert(path, entry);
                 }
@@ -372,9 +370,7 @@ impl FileCache {
         if !content.certs.is_empty() {
             let mut state = self.lock();
             for cert in &mut content.certs {
-                if let Some(cert) = Arc::get_mut(cert) {
-                    state.names.share(cert);
-                }
+                state.names.share(cert);
             }
         }
         // Built outside the lock: the scan's threads contend only for the insert.
@@ -407,9 +403,9 @@ impl Header {
 
 /// The next blob, or `None` at the end marker.
 fn read_blob(input: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
-    let mut head = [0; 8];
-    input.read_exact(&mut head[..4])?;
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut word = [0; 4];
+    input.read_exact(&mut word)?;
+    let len = u32::from_le_bytes(word) as usize;
     if len == 0 {
         return Ok(None);
     }
@@ -419,10 +415,11 @@ fn read_blob(input: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
             format!("damaged file cache (a {len}-byte chunk)"),
         ));
     }
-    input.read_exact(&mut head[4..])?;
+    input.read_exact(&mut word)?;
+    let crc = u32::from_le_bytes(word);
     let mut blob = vec![0; len];
     input.read_exact(&mut blob)?;
-    if crc32fast::hash(&blob) != u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
+    if crc32fast::hash(&blob) != crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "damaged file cache (checksum mismatch)",
