@@ -104,8 +104,9 @@ struct Shared {
     config: RwLock<Arc<Config>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// `/status`, rendered after the metrics of the same scan are published (so a change
-    /// reaches /metrics first); from the first scan on, both are always there.
-    status_gz: RwLock<Option<gz::GzBody>>,
+    /// reaches /metrics first). The previous one is dropped when the next is started, so
+    /// two never sit in memory together; meanwhile clients follow the new one.
+    status: RwLock<Output>,
     /// The first scan's metrics while they are being compressed (see [`gz::follow`]).
     first_metrics: RwLock<Option<gz::Follower>>,
     /// Wakes the scanner early (after a reload or a file change).
@@ -173,7 +174,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         config: RwLock::new(Arc::new(config)),
         snapshot: RwLock::new(None),
-        status_gz: RwLock::new(None),
+        status: RwLock::new(Output::Pending),
         first_metrics: RwLock::new(None),
         files: Arc::new(FileCache::new()),
         files_saved: Mutex::new(None),
@@ -264,10 +265,21 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let Some(mut progress) = progress else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
-    };
-    if accepts(&headers, header::ACCEPT_ENCODING, "gzip") {
+    match progress {
+        Some(progress) => followed_response(&headers, content_type, progress, tail).await,
+        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+    }
+}
+
+/// An output still being compressed: a gzip client follows it block by block, any other
+/// waits for the whole.
+async fn followed_response(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    mut progress: gz::Follower,
+    tail: &'static [u8],
+) -> Response {
+    if accepts(headers, header::ACCEPT_ENCODING, "gzip") {
         let body = Body::from_stream(gz::follow(progress, tail));
         return (
             [
@@ -284,21 +296,50 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         .ok()
         .and_then(|p| p.done().cloned());
     match done {
-        Some(body) => compressed_response(&headers, content_type, body.closed_with(tail)),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response(),
+        Some(body) => compressed_response(headers, content_type, body.closed_with(tail)),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "rendering failed\n").into_response(),
+    }
+}
+
+/// A rendered output between scans.
+#[derive(Clone)]
+enum Output {
+    /// Never rendered yet.
+    Pending,
+    /// Being compressed (again); `after_first` once a complete one was published.
+    Compressing {
+        progress: gz::Follower,
+        after_first: bool,
+    },
+    Done(gz::GzBody),
+}
+
+impl Output {
+    fn published(&self) -> bool {
+        match self {
+            Self::Pending => false,
+            Self::Compressing { after_first, .. } => *after_first,
+            Self::Done(_) => true,
+        }
     }
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    const JSON: &str = "application/json";
     let status = shared
-        .status_gz
+        .status
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let Some(status) = status else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response();
-    };
-    compressed_response(&headers, "application/json", status.closed_with(b""))
+    match status {
+        Output::Pending => {
+            (StatusCode::SERVICE_UNAVAILABLE, "first scan not finished\n").into_response()
+        }
+        Output::Compressing { progress, .. } => {
+            followed_response(&headers, JSON, progress, b"").await
+        }
+        Output::Done(body) => compressed_response(&headers, JSON, body.closed_with(b"")),
+    }
 }
 
 /// A body kept gzip-compressed, sent as it is to clients that take gzip (as Prometheus
@@ -385,10 +426,10 @@ impl io::Read for PartsReader {
 /// Ready once the first scan's metrics and status are both served.
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     let status = shared
-        .status_gz
+        .status
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .is_some();
+        .published();
     if current(&shared).is_some() && status {
         "ready\n".into_response()
     } else {
@@ -601,6 +642,17 @@ fn scan_once(
         .collect();
     report.source_labels = &labels;
     tracing::debug!(elapsed = ?started.elapsed(), remembered_files = shared.files.len(), from_memory = shared.files.hits(), "scanned and checked");
+    // The previous /status goes first, or it would sit in memory next to two sets of metrics
+    // (the served and the new); until the new one is rendered, /status clients follow it.
+    let (mut status, progress) = gz::ParallelGz::followed();
+    {
+        let mut output = shared.status.write().unwrap_or_else(|e| e.into_inner());
+        let after_first = output.published();
+        *output = Output::Compressing {
+            progress,
+            after_first,
+        };
+    }
     // Rendered straight into the compressor: the full text never sits in memory. The first
     // time, scrapers already waiting follow the blocks as they are compressed.
     let mut metrics = if current(shared).is_none() {
@@ -653,13 +705,6 @@ fn scan_once(
             .collect(),
     };
     tracing::debug!(elapsed = ?started.elapsed(), "metrics rendered");
-    let render_status = || {
-        let mut status = gz::ParallelGz::new();
-        if let Err(e) = json::write(&report, &mut status) {
-            tracing::error!(error = %e, "rendering status failed");
-        }
-        Some(status.finish())
-    };
     let snapshot = Arc::new(snapshot);
     let previous = shared
         .snapshot
@@ -677,7 +722,10 @@ fn scan_once(
     drop(previous);
     drop(snapshot);
     // /readyz waits for this one too.
-    *shared.status_gz.write().unwrap_or_else(|e| e.into_inner()) = render_status();
+    if let Err(e) = json::write(&report, &mut status) {
+        tracing::error!(error = %e, "rendering status failed");
+    }
+    *shared.status.write().unwrap_or_else(|e| e.into_inner()) = Output::Done(status.finish());
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
     save_files(shared, false);
     first
@@ -809,7 +857,7 @@ mod tests {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(Config::embedded_default())),
             snapshot: RwLock::new(None),
-            status_gz: RwLock::new(None),
+            status: RwLock::new(Output::Pending),
             first_metrics: RwLock::new(None),
             rescan: Arc::new(Notify::new()),
             cache_dir: None,
@@ -876,6 +924,55 @@ mod tests {
                 .unwrap();
             assert_eq!(unpacked, text);
             assert_eq!(plain, text);
+        });
+    }
+
+    /// While the next /status is rendered the previous one is gone: clients follow the new
+    /// one and get it whole, and it counts as published (for /readyz) after the first.
+    #[test]
+    fn status_is_followed_while_it_is_rendered_again() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = shared();
+        let json: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| format!("{{\"n\":{}}}\n", i % 991).into_bytes())
+            .collect();
+        runtime.block_on(async {
+            let install = |after_first| {
+                let (gz, progress) = gz::ParallelGz::followed();
+                *shared.status.write().unwrap() = Output::Compressing {
+                    progress,
+                    after_first,
+                };
+                gz
+            };
+            let early = status(State(shared.clone()), request_headers(true)).await;
+            assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+            // /readyz waits for the first one, not for those after it.
+            let first = install(false);
+            assert!(!shared.status.read().unwrap().published());
+            drop(first);
+            let mut gz = install(true);
+            assert!(shared.status.read().unwrap().published());
+            let gzip = tokio::spawn(status(State(shared.clone()), request_headers(true)));
+            let plain = tokio::spawn(status(State(shared.clone()), request_headers(false)));
+            let writer = {
+                let json = json.clone();
+                tokio::task::spawn_blocking(move || {
+                    for piece in json.chunks(8192) {
+                        gz.write_all(piece).unwrap();
+                    }
+                    gz.finish()
+                })
+            };
+            let gzip = body(gzip.await.unwrap()).await;
+            let plain = body(plain.await.unwrap()).await;
+            let finished = writer.await.unwrap();
+            assert_eq!(gzip, finished.closed_with(b"").concat());
+            assert_eq!(plain, json);
         });
     }
 }
