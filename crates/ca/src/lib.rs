@@ -520,13 +520,14 @@ fn parse_ca_cert(path: &Path, der: Vec<u8>, pem: String) -> Result<CaCert, CaErr
     let summary =
         Certificate::from_der(&der).map_err(|e| invalid(format!("does not parse: {e}")))?;
     let can_sign = summary
+        .profile
         .key_usage
         .is_none_or(|ku| ku & certvigil_core::cert::key_usage::KEY_CERT_SIGN != 0);
-    if !summary.is_ca || !can_sign {
+    if !summary.profile.is_ca || !can_sign {
         return Err(invalid(format!(
             "not a CA certificate ({}): basicConstraints CA is {}, keyCertSign is {}",
             summary.subject,
-            summary.is_ca,
+            summary.profile.is_ca,
             if can_sign { "allowed" } else { "missing" }
         )));
     }

@@ -63,7 +63,7 @@ fn each_profile_gets_its_ekus_key_usage_and_names() {
         let mut req = request(profile, &["etcd-1.certvigil.test", "127.0.0.1", "::1"]);
         req.common_name = Some("alice".into());
         let cert = leaf(&ca.issue(&req).unwrap());
-        let eku = cert.extended_key_usage.clone().unwrap();
+        let eku = cert.profile.extended_key_usage.clone().unwrap();
         assert_eq!(
             (eku.server_auth, eku.client_auth, eku.any),
             (server, client, false),
@@ -71,11 +71,11 @@ fn each_profile_gets_its_ekus_key_usage_and_names() {
         );
         assert!(eku.other.is_none(), "{profile}");
         assert_eq!(
-            cert.key_usage,
+            cert.profile.key_usage,
             Some(key_usage::DIGITAL_SIGNATURE),
             "{profile}"
         );
-        assert!(!cert.is_ca, "{profile}");
+        assert!(!cert.profile.is_ca, "{profile}");
         assert_eq!(&*cert.subject, "CN=alice", "{profile}");
         let sans: Vec<String> = cert.sans.iter().map(|s| s.to_string()).collect();
         assert_eq!(
@@ -126,12 +126,12 @@ fn rsa_leaves_also_get_key_encipherment() {
     req.key = KeyChoice::Generate(KeyType::Rsa2048);
     let cert = leaf(&ca.issue(&req).unwrap());
     assert_eq!(
-        cert.key_usage,
+        cert.profile.key_usage,
         Some(key_usage::DIGITAL_SIGNATURE | key_usage::KEY_ENCIPHERMENT)
     );
     req.key = KeyChoice::Generate(KeyType::Ed25519);
     assert_eq!(
-        leaf(&ca.issue(&req).unwrap()).key_usage,
+        leaf(&ca.issue(&req).unwrap()).profile.key_usage,
         Some(key_usage::DIGITAL_SIGNATURE)
     );
 }
@@ -411,7 +411,7 @@ fn sm2_ca_issues_chains_that_certvigil_validates() {
     let cert = issued
         .validate(&req.identifiers, &[ca.root_der().to_vec()], now(), 0)
         .unwrap();
-    assert_eq!(cert.signature_algorithm.to_string(), "SM2-with-SM3");
+    assert_eq!(cert.profile.signature_algorithm.to_string(), "SM2-with-SM3");
     // And not against another CA's root.
     let other = new_ca(&tmp.path().join("other"), KeyType::Sm2, false);
     assert!(

@@ -4,6 +4,7 @@
 //! is kept only for certificates that can issue others (the issuer side of a signature check).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -198,7 +199,7 @@ pub mod key_usage {
 }
 
 /// The extended key usages the role checks care about; anything else is kept as an OID.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExtendedKeyUsage {
     pub any: bool,
     pub server_auth: bool,
@@ -396,21 +397,30 @@ pub struct Certificate {
     pub not_before: i64,
     pub not_after: i64,
     pub sans: Sans,
-    pub key_algorithm: KeyAlgorithm,
-    pub key_bits: u32,
     /// SHA-256 over the subjectPublicKey bits; equal for a certificate and its private key.
     pub key_id: KeyId,
+    /// Algorithms, constraints and usages, shared with every certificate of the same profile.
+    pub profile: Arc<Profile>,
+    /// Hashes of the key identifier extensions: only compared, never shown, so 8 bytes do.
+    pub subject_key_id: Option<NonZeroU64>,
+    pub authority_key_id: Option<NonZeroU64>,
+    /// The public key, kept only for certificates that may sign others.
+    pub issuer_spki: Option<Box<IssuerKey>>,
+}
+
+/// What a certificate has in common with all others its CA issued from the same template:
+/// a hundred thousand certificates have a handful of these, so the inventory keeps one copy of
+/// each ([`crate::inventory::NameTable`]) and a certificate points at it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Profile {
+    pub key_algorithm: KeyAlgorithm,
+    pub key_bits: u32,
     pub signature_algorithm: SignatureAlgorithm,
     pub is_ca: bool,
     pub path_len: Option<u32>,
     pub key_usage: Option<u16>,
     pub extended_key_usage: Option<ExtendedKeyUsage>,
-    /// Hashes of the key identifier extensions: only compared, never shown, so 8 bytes do.
-    pub subject_key_id: Option<u64>,
-    pub authority_key_id: Option<u64>,
     pub version: u32,
-    /// The public key, kept only for certificates that may sign others.
-    pub issuer_spki: Option<Box<IssuerKey>>,
 }
 
 impl Certificate {
@@ -437,6 +447,17 @@ impl Certificate {
         let signature_algorithm =
             oid::signature_from_oid(&oid::dotted(&cert.signature_algorithm.algorithm), pss_hash);
 
+        let mut profile = Profile {
+            key_algorithm,
+            key_bits,
+            signature_algorithm,
+            is_ca: false,
+            path_len: None,
+            key_usage: None,
+            extended_key_usage: None,
+            version: cert.version().0 + 1,
+        };
+        let extensions = read_extensions(cert, &mut profile);
         let mut summary = Self {
             fingerprint,
             serial: Serial::new(&serial),
@@ -447,74 +468,20 @@ impl Certificate {
             issuer_id: name_id(issuer.as_raw()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
-            sans: Sans::default(),
-            key_algorithm,
-            key_bits,
+            sans: extensions.sans,
             key_id: key_id(&spki.subject_public_key.data),
-            signature_algorithm,
-            is_ca: false,
-            path_len: None,
-            key_usage: None,
-            extended_key_usage: None,
-            subject_key_id: None,
-            authority_key_id: None,
-            version: cert.version().0 + 1,
+            profile: Arc::new(profile),
+            subject_key_id: extensions.subject_key_id,
+            authority_key_id: extensions.authority_key_id,
             issuer_spki: None,
         };
-        summary.read_extensions(cert);
-        if summary.is_ca || summary.is_self_issued() {
+        if summary.profile.is_ca || summary.is_self_issued() {
             summary.issuer_spki = Some(Box::new(IssuerKey {
                 der: spki.raw.into(),
                 id: sha256(spki.raw),
             }));
         }
         summary
-    }
-
-    fn read_extensions(&mut self, cert: &X509Certificate<'_>) {
-        let mut sans = Vec::new();
-        for ext in cert.extensions() {
-            match ext.parsed_extension() {
-                ParsedExtension::BasicConstraints(bc) => {
-                    self.is_ca = bc.ca;
-                    self.path_len = bc.path_len_constraint;
-                }
-                ParsedExtension::KeyUsage(ku) => self.key_usage = Some(ku.flags),
-                ParsedExtension::ExtendedKeyUsage(eku) => {
-                    let mut other: Vec<Box<str>> = Vec::new();
-                    let known = [
-                        (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
-                        (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
-                        (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
-                        (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
-                    ];
-                    other.extend(
-                        known
-                            .iter()
-                            .filter(|(set, _)| *set)
-                            .map(|(_, o)| (*o).into()),
-                    );
-                    other.extend(eku.other.iter().map(|o| o.to_id_string().into()));
-                    self.extended_key_usage = Some(ExtendedKeyUsage {
-                        any: eku.any,
-                        server_auth: eku.server_auth,
-                        client_auth: eku.client_auth,
-                        other: (!other.is_empty()).then(|| other.into_boxed_slice()),
-                    });
-                }
-                ParsedExtension::SubjectAlternativeName(san) => {
-                    sans.extend(san.general_names.iter().map(subject_alt_name));
-                }
-                ParsedExtension::SubjectKeyIdentifier(ski) => {
-                    self.subject_key_id = Some(name_id(ski.0));
-                }
-                ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    self.authority_key_id = aki.key_identifier.as_ref().map(|k| name_id(k.0));
-                }
-                _ => {}
-            }
-        }
-        self.sans = Sans::pack(&sans);
     }
 
     /// Subject and issuer are the same name (and key identifiers, when present, agree).
@@ -574,6 +541,66 @@ impl Certificate {
             return san.to_string();
         }
         self.subject.to_string()
+    }
+}
+
+/// What a certificate's extensions say beyond its [`Profile`].
+struct Extensions {
+    sans: Sans,
+    subject_key_id: Option<NonZeroU64>,
+    authority_key_id: Option<NonZeroU64>,
+}
+
+/// Reads the extensions: usages and constraints into `profile`, the rest returned.
+fn read_extensions(cert: &X509Certificate<'_>, profile: &mut Profile) -> Extensions {
+    let mut sans = Vec::new();
+    let mut subject_key_id = None;
+    let mut authority_key_id = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::BasicConstraints(bc) => {
+                profile.is_ca = bc.ca;
+                profile.path_len = bc.path_len_constraint;
+            }
+            ParsedExtension::KeyUsage(ku) => profile.key_usage = Some(ku.flags),
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                let mut other: Vec<Box<str>> = Vec::new();
+                let known = [
+                    (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
+                    (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
+                    (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
+                    (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
+                ];
+                other.extend(
+                    known
+                        .iter()
+                        .filter(|(set, _)| *set)
+                        .map(|(_, o)| (*o).into()),
+                );
+                other.extend(eku.other.iter().map(|o| o.to_id_string().into()));
+                profile.extended_key_usage = Some(ExtendedKeyUsage {
+                    any: eku.any,
+                    server_auth: eku.server_auth,
+                    client_auth: eku.client_auth,
+                    other: (!other.is_empty()).then(|| other.into_boxed_slice()),
+                });
+            }
+            ParsedExtension::SubjectAlternativeName(san) => {
+                sans.extend(san.general_names.iter().map(subject_alt_name));
+            }
+            ParsedExtension::SubjectKeyIdentifier(ski) => {
+                subject_key_id = Some(key_identifier_id(ski.0));
+            }
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                authority_key_id = aki.key_identifier.as_ref().map(|k| key_identifier_id(k.0));
+            }
+            _ => {}
+        }
+    }
+    Extensions {
+        sans: Sans::pack(&sans),
+        subject_key_id,
+        authority_key_id,
     }
 }
 
@@ -732,6 +759,11 @@ pub(crate) fn name_id(der: &[u8]) -> u64 {
     u64::from_be_bytes(hash[..8].try_into().unwrap_or_default())
 }
 
+/// [`name_id`] for a key identifier, never zero so that `Option` costs nothing.
+fn key_identifier_id(der: &[u8]) -> NonZeroU64 {
+    NonZeroU64::new(name_id(der)).unwrap_or(NonZeroU64::MIN)
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -796,6 +828,13 @@ fn escape_rfc4514(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hundred thousand of these stay in memory, in the daemon for as long as it runs: a
+    /// field that grows the summary should be a deliberate choice.
+    #[test]
+    fn a_certificate_summary_stays_small() {
+        assert_eq!(size_of::<Certificate>(), 192);
+    }
 
     #[test]
     fn negative_serials_show_their_magnitude() {

@@ -233,7 +233,7 @@ fn check_source(
             continue;
         }
         check_strength(policy, loc, cert, findings);
-        let is_leaf = position == 0 && (is_endpoint || !cert.is_ca);
+        let is_leaf = position == 0 && (is_endpoint || !cert.profile.is_ca);
         if is_leaf && cert.is_self_issued() && !inventory.is_anchor(id) {
             let severity = if is_endpoint {
                 Severity::Warning
@@ -263,7 +263,7 @@ fn check_source(
         return;
     }
     let leaf = inventory.cert(first);
-    let is_leaf = is_endpoint || !leaf.is_ca;
+    let is_leaf = is_endpoint || !leaf.profile.is_ca;
     let before = findings.out.len();
     check_chain(inventory, policy, source, first, findings);
     if is_leaf {
@@ -373,8 +373,8 @@ fn check_validity(policy: &Policy, source: &Source, cert: &Certificate, findings
 }
 
 fn check_strength(policy: &Policy, loc: &Location, cert: &Certificate, findings: &mut Findings) {
-    let weak_key = match &cert.key_algorithm {
-        KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss => cert.key_bits < policy.min_rsa_bits,
+    let weak_key = match &cert.profile.key_algorithm {
+        KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss => cert.profile.key_bits < policy.min_rsa_bits,
         KeyAlgorithm::Ec(curve) => curve.bits() != 0 && curve.bits() < policy.min_ec_bits,
         KeyAlgorithm::Dsa => true,
         _ => false,
@@ -388,14 +388,14 @@ fn check_strength(policy: &Policy, loc: &Location, cert: &Certificate, findings:
             format!(
                 "{} has a weak {} {}-bit key: reissue with ECDSA P-256 or RSA 2048+",
                 cert.label(),
-                cert.key_algorithm,
-                cert.key_bits
+                cert.profile.key_algorithm,
+                cert.profile.key_bits
             ),
         );
     }
     // A root's self-signature is never checked by clients, so its hash does not matter.
     if !cert.is_self_issued()
-        && let Some(hash) = cert.signature_algorithm.hash()
+        && let Some(hash) = cert.profile.signature_algorithm.hash()
         && hash.is_weak()
     {
         let severity = if hash == HashAlgorithm::Sha1 {
@@ -411,7 +411,7 @@ fn check_strength(policy: &Policy, loc: &Location, cert: &Certificate, findings:
             format!(
                 "{} is signed with {}: modern clients reject it; reissue with SHA-256",
                 cert.label(),
-                cert.signature_algorithm
+                cert.profile.signature_algorithm
             ),
         );
     }
@@ -538,7 +538,7 @@ fn report_missing_issuer(
 ) {
     let loc = &source.location;
     let is_endpoint = source.kind() == SourceKind::Endpoint;
-    let reached_ca = current != start && cert.is_ca;
+    let reached_ca = current != start && cert.profile.is_ca;
     if reached_ca {
         let (check, severity) = if is_endpoint {
             (CheckId::ChainUntrusted, Severity::Critical)
@@ -623,7 +623,7 @@ fn check_role(policy: &Policy, source: &Source, leaf: &Certificate, findings: &m
         return;
     };
     let mut problems = Vec::new();
-    if let Some(eku) = &leaf.extended_key_usage
+    if let Some(eku) = &leaf.profile.extended_key_usage
         && !eku.any
     {
         let (server, client) = match role {
@@ -638,8 +638,8 @@ fn check_role(policy: &Policy, source: &Source, leaf: &Certificate, findings: &m
             problems.push("extendedKeyUsage lacks clientAuth".to_owned());
         }
     }
-    if let Some(ku) = leaf.key_usage {
-        let needed = match leaf.key_algorithm {
+    if let Some(ku) = leaf.profile.key_usage {
+        let needed = match leaf.profile.key_algorithm {
             KeyAlgorithm::Rsa => key_usage::DIGITAL_SIGNATURE | key_usage::KEY_ENCIPHERMENT,
             _ => key_usage::DIGITAL_SIGNATURE | key_usage::KEY_AGREEMENT,
         };
@@ -762,7 +762,7 @@ fn check_duplicates(inventory: &Inventory, findings: &mut Findings) {
             continue;
         }
         if let Some(&first) = source.certs.first()
-            && !inventory.cert(first).is_ca
+            && !inventory.cert(first).profile.is_ca
         {
             places.entry(first).or_default().push(&source.location);
         }

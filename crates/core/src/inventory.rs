@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::cert::{Certificate, Fingerprint};
+use crate::cert::{Certificate, Fingerprint, Profile};
 use crate::crl::Crl;
 use crate::decode::Decoded;
 use crate::error::ParseError;
@@ -261,31 +261,43 @@ pub struct Inventory {
     names: NameTable,
 }
 
-/// One shared string per distinct issuer name: a hundred thousand leaves share a few issuers.
+/// One shared copy per distinct issuer name and per [`Profile`]: a hundred thousand leaves
+/// share a few issuers, and the few templates those issue from.
 #[derive(Debug, Default)]
-pub struct NameTable(HashMap<u64, Arc<str>>);
+pub struct NameTable {
+    names: HashMap<u64, Arc<str>>,
+    profiles: HashSet<Arc<Profile>>,
+}
 
 impl NameTable {
-    /// Points the certificate's issuer (and, for a possible issuer, its subject) at the
-    /// table's copy of the same name. A certificate already shared elsewhere (with a cache)
-    /// had its names shared there and is left as it is.
+    /// Points the certificate's issuer (and, for a possible issuer, its subject) and its
+    /// profile at the table's copies. A certificate already shared elsewhere (with a cache)
+    /// was shared there and is left as it is.
     pub fn share(&mut self, cert: &mut Arc<Certificate>) {
         let Some(cert) = Arc::get_mut(cert) else {
             return;
         };
-        cert.issuer = self.shared(cert.issuer_id, &cert.issuer);
+        cert.issuer = self.shared_name(cert.issuer_id, &cert.issuer);
         if cert.issuer_spki.is_some() {
-            cert.subject = self.shared(cert.subject_id, &cert.subject);
+            cert.subject = self.shared_name(cert.subject_id, &cert.subject);
+        }
+        match self.profiles.get(&cert.profile) {
+            Some(shared) => cert.profile = shared.clone(),
+            None => {
+                self.profiles.insert(cert.profile.clone());
+            }
         }
     }
 
-    fn shared(&mut self, id: u64, name: &Arc<str>) -> Arc<str> {
-        self.0.entry(id).or_insert_with(|| name.clone()).clone()
+    fn shared_name(&mut self, id: u64, name: &Arc<str>) -> Arc<str> {
+        self.names.entry(id).or_insert_with(|| name.clone()).clone()
     }
 
-    /// Forgets the names no certificate outside the table uses any more.
+    /// Forgets what no certificate outside the table uses any more.
     pub fn prune(&mut self) {
-        self.0.retain(|_, name| Arc::strong_count(name) > 1);
+        self.names.retain(|_, name| Arc::strong_count(name) > 1);
+        self.profiles
+            .retain(|profile| Arc::strong_count(profile) > 1);
     }
 }
 

@@ -56,10 +56,13 @@ fn fullchain_links_verify_and_fields_are_read() {
     let cert = &content.certs[0];
     assert_eq!(&*cert.subject, "CN=web.example.com");
     assert_eq!(&*cert.issuer, "CN=Acme Intermediate CA");
-    assert_eq!(cert.key_bits, 256);
-    assert_eq!(cert.key_algorithm.to_string(), "ECDSA P-256");
-    assert_eq!(cert.signature_algorithm.to_string(), "ecdsa-with-SHA256");
-    assert!(!cert.is_ca && content.certs[1].is_ca);
+    assert_eq!(cert.profile.key_bits, 256);
+    assert_eq!(cert.profile.key_algorithm.to_string(), "ECDSA P-256");
+    assert_eq!(
+        cert.profile.signature_algorithm.to_string(),
+        "ecdsa-with-SHA256"
+    );
+    assert!(!cert.profile.is_ca && content.certs[1].profile.is_ca);
     let sans: Vec<String> = cert.sans.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         sans,

@@ -418,7 +418,9 @@ fn matches_request(cert: &CertificateConfig, leaf: &Certificate) -> bool {
     cert.identifiers
         .iter()
         .all(|id| hostname::covers(leaf, &id.to_string()))
-        && cert.key_type.matches(&leaf.key_algorithm, leaf.key_bits)
+        && cert
+            .key_type
+            .matches(&leaf.profile.key_algorithm, leaf.profile.key_bits)
 }
 
 fn ca_request(cert: &CertificateConfig, key: KeyChoice) -> certvigil_ca::IssueRequest {

@@ -52,8 +52,12 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
         for (index, &id) in source.certs.iter().enumerate() {
             let cert = inventory.cert(id);
             let role = if cert.is_self_issued() {
-                if cert.is_ca { "root CA" } else { "self-signed" }
-            } else if cert.is_ca {
+                if cert.profile.is_ca {
+                    "root CA"
+                } else {
+                    "self-signed"
+                }
+            } else if cert.profile.is_ca {
                 "intermediate CA"
             } else {
                 "leaf"
@@ -88,9 +92,9 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             writeln!(
                 out,
                 "  Key:         {} ({} bits)",
-                cert.key_algorithm, cert.key_bits
+                cert.profile.key_algorithm, cert.profile.key_bits
             )?;
-            writeln!(out, "  Signature:   {}", cert.signature_algorithm)?;
+            writeln!(out, "  Signature:   {}", cert.profile.signature_algorithm)?;
             writeln!(out, "  SHA-256:     {}", cert.fingerprint_hex())?;
             if let Some(der) = ders.and_then(|d| {
                 d.iter()
@@ -105,7 +109,7 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
                     writeln!(out, "    {}{critical}: {}", ext.name, ext.value)?;
                 }
             }
-            if index == 0 && !cert.is_ca {
+            if index == 0 && !cert.profile.is_ca {
                 let matched = source.keys.iter().any(|k| k.key_id == cert.key_id);
                 if keys > 0 {
                     writeln!(

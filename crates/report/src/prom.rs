@@ -225,10 +225,10 @@ pub fn write(report: &Report<'_>, out: impl Write) -> io::Result<()> {
             label(&o.cert.serial_hex()),
             label(o.cert.common_name().unwrap_or("")),
             label(&issuer_cn),
-            label(&o.cert.key_algorithm.to_string()),
-            o.cert.key_bits,
-            label(&o.cert.signature_algorithm.to_string()),
-            o.cert.is_ca,
+            label(&o.cert.profile.key_algorithm.to_string()),
+            o.cert.profile.key_bits,
+            label(&o.cert.profile.signature_algorithm.to_string()),
+            o.cert.profile.is_ca,
         )
     })?;
 

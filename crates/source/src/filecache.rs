@@ -40,7 +40,7 @@ const MAGIC: &[u8; 8] = b"CVFILES\n";
 
 /// The layout of what is saved. Bump it when [`Entry`] or anything it holds changes shape:
 /// postcard is not self-describing, and the test `saved_layout_is_pinned` fails first.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Files per saved chunk (about half a megabyte).
 const CHUNK: usize = 1024;
@@ -475,9 +475,10 @@ mod tests {
     use std::sync::Arc;
 
     use certvigil_core::cert::{
-        Curve, ExtendedKeyUsage, HashAlgorithm, IssuerKey, KeyAlgorithm, Sans, Serial,
+        Curve, ExtendedKeyUsage, HashAlgorithm, IssuerKey, KeyAlgorithm, Profile, Sans, Serial,
         SignatureAlgorithm, SubjectAltName,
     };
+    use std::num::NonZeroU64;
 
     use super::*;
 
@@ -496,20 +497,22 @@ mod tests {
                 SubjectAltName::Dns("leaf.example".into()),
                 SubjectAltName::Ip([192, 0, 2, 1].into()),
             ]),
-            key_algorithm: KeyAlgorithm::Ec(Curve::P256),
-            key_bits: 256,
             key_id: [9; 16],
-            signature_algorithm: SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256),
-            is_ca: false,
-            path_len: None,
-            key_usage: Some(0x80),
-            extended_key_usage: Some(ExtendedKeyUsage {
-                server_auth: true,
-                ..ExtendedKeyUsage::default()
+            profile: Arc::new(Profile {
+                key_algorithm: KeyAlgorithm::Ec(Curve::P256),
+                key_bits: 256,
+                signature_algorithm: SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256),
+                is_ca: false,
+                path_len: None,
+                key_usage: Some(0x80),
+                extended_key_usage: Some(ExtendedKeyUsage {
+                    server_auth: true,
+                    ..ExtendedKeyUsage::default()
+                }),
+                version: 3,
             }),
-            subject_key_id: Some(21),
-            authority_key_id: Some(22),
-            version: 3,
+            subject_key_id: NonZeroU64::new(21),
+            authority_key_id: NonZeroU64::new(22),
             issuer_spki: Some(Box::new(IssuerKey {
                 der: Arc::from(&b"spki"[..]),
                 id: [5; 32],
@@ -559,10 +562,10 @@ mod tests {
         // expected bytes here.
         let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
         let bytes = postcard::to_allocvec(&entry).unwrap();
-        assert_eq!(FORMAT, 1);
+        assert_eq!(FORMAT, 2);
         assert_eq!(
             certvigil_core::cert::hex(&bytes),
-            "010203080a01070707070707070707070707070707070707070707070707070707070707070703010203000f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3102028002090909090909090909090909090909090204000001800101000100000115011603010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
+            "010203080a01070707070707070707070707070707070707070707070707070707070707070703010203000f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3109090909090909090909090909090909020280020204000001800101000100000301150116010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
         );
     }
 
