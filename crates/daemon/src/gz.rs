@@ -11,33 +11,62 @@
 //! While the very first output is being compressed, its blocks can be followed as they come
 //! ([`Progress`], [`follow`]): a scraper waiting for a daemon that just started receives and
 //! unpacks the first blocks while the last ones are still being deflated.
+//!
+//! Blocks are cut where the content says (after certain lines), and each is deflated with a
+//! fresh compressor, so a block's bytes depend on its text alone. A rescan's output is cut the
+//! same way as the one being served except around what changed, and every block whose text
+//! (by SHA-256) is unchanged is taken from the served output instead of deflated again.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use aws_lc_rs::digest::{SHA256, digest};
 use axum::body::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
 use futures_util::Stream;
 use rayon::prelude::*;
 use tokio::sync::watch;
 
-/// Uncompressed bytes per block: big enough that the flush between blocks and the lost
-/// dictionary cost nothing measurable, small enough to spread megabytes over the cores.
-const BLOCK: usize = 1 << 20;
+/// Blocks are cut where the content says, not at fixed offsets, so that a rescan which
+/// changed a few lines cuts the rest of the text exactly as before and finds those blocks
+/// already deflated (see [`ParallelGz::reusing`]). A block ends after a line whose CRC-32
+/// is a multiple of CUT_EVERY, once it holds MIN_BLOCK bytes; lines of exposition text are
+/// 200-400 bytes, so blocks come to about a megabyte: big enough that the flush between
+/// blocks and the lost dictionary cost nothing measurable, small enough to spread megabytes
+/// over the cores. MAX_BLOCK bounds a block without such a line.
+const MIN_BLOCK: usize = 512 << 10;
+const CUT_EVERY: u32 = 2048;
+const MAX_BLOCK: usize = 4 << 20;
 
 /// The gzip header: deflate, no name or time, unknown OS (RFC 1952 section 2.3).
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
+type Digest = [u8; 32];
+
+/// One deflated block and what identifies its input.
+#[derive(Clone)]
+struct Block {
+    deflated: Bytes,
+    /// SHA-256 of the uncompressed block: equal digests, equal deflated bytes.
+    digest: Digest,
+    crc: crc32fast::Hasher,
+}
+
 pub(crate) struct ParallelGz {
-    /// The gzip header, then each deflated block, every one allocated to its exact size: a
-    /// hundred thousand certificates compress to tens of megabytes, and one growing buffer
-    /// would hold up to twice that.
-    deflated: Vec<Bytes>,
+    /// Each deflated block, every one allocated to its exact size: a hundred thousand
+    /// certificates compress to tens of megabytes, and one growing buffer would hold up to
+    /// twice that.
+    blocks: Vec<Block>,
     crc: crc32fast::Hasher,
     written: u64,
+    /// Cut blocks waiting to be deflated, one per core at a time.
     full: Vec<Vec<u8>>,
     current: Vec<u8>,
+    /// The blocks of the previous output, by digest.
+    previous: HashMap<Digest, Block>,
+    /// Blocks taken from `previous` instead of deflated.
+    reused: usize,
     /// Where followers see each block as soon as it is deflated.
     progress: Option<watch::Sender<Progress>>,
 }
@@ -61,20 +90,38 @@ impl Progress {
 /// A gzip stream still open for a tail: the header and every block, sync-flushed.
 #[derive(Clone)]
 pub(crate) struct GzBody {
-    open: Arc<[Bytes]>,
+    blocks: Arc<[Block]>,
     crc: crc32fast::Hasher,
     written: u64,
+    /// How many of `blocks` were taken from the previous output.
+    reused: usize,
 }
 
 impl ParallelGz {
     pub(crate) fn new() -> Self {
         Self {
-            deflated: vec![Bytes::from_static(&HEADER)],
+            blocks: Vec::new(),
             crc: crc32fast::Hasher::new(),
             written: 0,
             full: Vec::new(),
-            current: Vec::with_capacity(BLOCK),
+            current: Vec::with_capacity(MAX_BLOCK),
+            previous: HashMap::new(),
+            reused: 0,
             progress: None,
+        }
+    }
+
+    /// As [`Self::new`], taking every block that comes out the same as one of `previous`
+    /// from there: a rescan that changed a few certificates deflates a few blocks, and the
+    /// unchanged ones are shared with the output still being served, not held twice.
+    pub(crate) fn reusing(previous: &GzBody) -> Self {
+        Self {
+            previous: previous
+                .blocks
+                .iter()
+                .map(|block| (block.digest, block.clone()))
+                .collect(),
+            ..Self::new()
         }
     }
 
@@ -94,13 +141,14 @@ impl ParallelGz {
 
     pub(crate) fn finish(mut self) -> GzBody {
         if !self.current.is_empty() {
-            self.full.push(std::mem::take(&mut self.current));
+            self.cut(self.current.len());
         }
         self.deflate_full();
         let body = GzBody {
-            open: self.deflated.into(),
+            blocks: self.blocks.into(),
             crc: self.crc,
             written: self.written,
+            reused: self.reused,
         };
         if let Some(progress) = self.progress {
             progress.send_modify(|p| {
@@ -111,39 +159,85 @@ impl ParallelGz {
         body
     }
 
+    /// Ends a block after `at` bytes of `current`; the rest starts the next one.
+    fn cut(&mut self, at: usize) {
+        // Copied out at its exact size, so `current` keeps its capacity for the next block.
+        let block = self.current[..at].to_vec();
+        self.current.drain(..at);
+        self.full.push(block);
+        if self.full.len() >= rayon::current_num_threads() {
+            self.deflate_full();
+        }
+    }
+
     fn deflate_full(&mut self) {
-        let blocks: Vec<(Vec<u8>, crc32fast::Hasher)> = self
+        let previous = &self.previous;
+        let blocks: Vec<(Block, bool)> = self
             .full
             .par_iter()
-            .map(|block| {
+            .map(|input| {
+                let digest: Digest = digest(&SHA256, input)
+                    .as_ref()
+                    .try_into()
+                    .unwrap_or_default();
+                if let Some(known) = previous.get(&digest) {
+                    return (known.clone(), true);
+                }
                 let mut crc = crc32fast::Hasher::new();
-                crc.update(block);
-                (deflate(block, FlushCompress::Sync), crc)
+                crc.update(input);
+                let deflated = Bytes::from(deflate(input, FlushCompress::Sync));
+                let block = Block {
+                    deflated,
+                    digest,
+                    crc,
+                };
+                (block, false)
             })
             .collect();
-        let first = self.deflated.len();
-        for (deflated, crc) in blocks {
-            self.deflated.push(Bytes::from(deflated));
-            self.crc.combine(&crc);
-        }
         self.full.clear();
+        let first = self.blocks.len();
+        for (block, reused) in blocks {
+            self.crc.combine(&block.crc);
+            self.reused += usize::from(reused);
+            self.blocks.push(block);
+        }
         if let Some(progress) = &self.progress {
-            let new = &self.deflated[first..];
-            progress.send_modify(|p| p.blocks.extend_from_slice(new));
+            let new = &self.blocks[first..];
+            progress.send_modify(|p| p.blocks.extend(new.iter().map(|b| b.deflated.clone())));
         }
     }
 }
 
 impl Write for ParallelGz {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.current.extend_from_slice(buf);
         self.written += buf.len() as u64;
-        if self.current.len() >= BLOCK {
-            let block = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK));
-            self.full.push(block);
-            // A batch per round of cores keeps at most a few blocks uncompressed in memory.
-            if self.full.len() >= 2 * rayon::current_num_threads() {
-                self.deflate_full();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let len = self.current.len();
+            if len < MIN_BLOCK {
+                // No cut before MIN_BLOCK: no need to look at the lines yet.
+                let take = rest.len().min(MIN_BLOCK - len);
+                self.current.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                continue;
+            }
+            // Up to the next line end, and never past MAX_BLOCK.
+            let take = memchr::memchr(b'\n', rest)
+                .map_or(rest.len(), |i| i + 1)
+                .min(MAX_BLOCK - len);
+            self.current.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            let len = self.current.len();
+            if self.current.last() == Some(&b'\n') {
+                let body = &self.current[..len - 1];
+                let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
+                if crc32fast::hash(&self.current[start..]).is_multiple_of(CUT_EVERY) {
+                    self.cut(len);
+                    continue;
+                }
+            }
+            if len == MAX_BLOCK {
+                self.cut(len);
             }
         }
         Ok(buf.len())
@@ -155,6 +249,11 @@ impl Write for ParallelGz {
 }
 
 impl GzBody {
+    /// Blocks taken from the previous output, and all blocks.
+    pub(crate) fn reused_blocks(&self) -> (usize, usize) {
+        (self.reused, self.blocks.len())
+    }
+
     /// The complete gzip stream of everything written and then `tail`: the shared blocks and
     /// a few closing bytes.
     pub(crate) fn closed_with(&self, tail: &[u8]) -> Vec<Bytes> {
@@ -165,7 +264,9 @@ impl GzBody {
         end.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE is the length modulo 2^32.
         end.extend_from_slice(&(len as u32).to_le_bytes());
-        let mut parts = self.open.to_vec();
+        let mut parts = Vec::with_capacity(self.blocks.len() + 2);
+        parts.push(Bytes::from_static(&HEADER));
+        parts.extend(self.blocks.iter().map(|b| b.deflated.clone()));
         parts.push(Bytes::from(end));
         parts
     }
@@ -173,7 +274,7 @@ impl GzBody {
     /// Compressed bytes held.
     #[cfg(test)]
     fn compressed_len(&self) -> usize {
-        self.open.iter().map(Bytes::len).sum()
+        self.blocks.iter().map(|b| b.deflated.len()).sum()
     }
 }
 
@@ -262,7 +363,7 @@ mod tests {
     #[test]
     fn blocks_deflated_apart_make_one_gzip_member() {
         let line = b"certvigil_cert_info{source=\"/x\"} 1\n";
-        let text: Vec<u8> = (0..5 * BLOCK + 12345)
+        let text: Vec<u8> = (0..2 * MAX_BLOCK + 12345)
             .map(|i| line[i % line.len()])
             .collect();
         let mut gz = ParallelGz::new();
@@ -286,7 +387,9 @@ mod tests {
 
     #[test]
     fn the_gzip_tool_reads_it_whole() {
-        let text: Vec<u8> = (0..2 * BLOCK + 7).map(|i| (i * 7 % 251) as u8).collect();
+        let text: Vec<u8> = (0..2 * MAX_BLOCK + 7)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let mut gz = ParallelGz::new();
         gz.write_all(&text).unwrap();
         let whole: Vec<u8> = gz.finish().closed_with(b"end").concat();
@@ -308,9 +411,19 @@ mod tests {
         assert_eq!(out.stdout, expected);
     }
 
+    /// Exposition-like lines, all different, cut to `len` bytes.
     fn text(len: usize) -> Vec<u8> {
-        let line = b"certvigil_cert_not_after_timestamp_seconds{source=\"/etc/ssl/a.pem\"} 17\n";
-        (0..len).map(|i| line[i % line.len()]).collect()
+        let mut text: Vec<u8> = (0..)
+            .flat_map(|i| {
+                format!(
+                    "certvigil_cert_not_after_timestamp_seconds{{source=\"/etc/ssl/{i}.pem\"}} 17\n"
+                )
+                .into_bytes()
+            })
+            .take(len)
+            .collect();
+        text.truncate(len);
+        text
     }
 
     /// Collects a follower's stream; `on_item` is called after each item with the count.
@@ -339,8 +452,9 @@ mod tests {
 
     #[test]
     fn a_follower_gets_blocks_before_the_end_and_then_the_whole_stream() {
-        let first_batch = (2 * rayon::current_num_threads() + 1) * BLOCK;
-        let text = text(first_batch + 3 * BLOCK + 999);
+        // Enough for a block per core even if every one were cut at MAX_BLOCK.
+        let first_batch = (rayon::current_num_threads() + 1) * MAX_BLOCK;
+        let text = text(first_batch + MAX_BLOCK + 999);
         let (mut gz, follower) = ParallelGz::followed();
         let (seen, wait_seen) = std::sync::mpsc::channel();
         let writer = {
@@ -377,14 +491,14 @@ mod tests {
     #[test]
     fn a_follower_of_an_abandoned_output_gets_an_error() {
         let (mut gz, follower) = ParallelGz::followed();
-        gz.write_all(&text(3 * BLOCK)).unwrap();
+        gz.write_all(&text(3 * MAX_BLOCK)).unwrap();
         drop(gz);
         assert!(collect(follower, b"", |_| {}).is_err());
     }
 
     #[test]
     fn a_deflated_block_holds_no_spare_capacity() {
-        let text: Vec<u8> = (0..BLOCK).map(|i| (i * 31 % 241) as u8).collect();
+        let text: Vec<u8> = (0..MIN_BLOCK).map(|i| (i * 31 % 241) as u8).collect();
         let out = deflate(&text, FlushCompress::Sync);
         assert_eq!(out.len(), out.capacity());
     }
@@ -393,5 +507,74 @@ mod tests {
     fn empty_output_is_a_valid_empty_stream() {
         let body = ParallelGz::new().finish();
         assert!(gunzip_single_member(&body.closed_with(b"")).is_empty());
+    }
+
+    fn gzip(text: &[u8], pieces: usize, previous: Option<&GzBody>) -> (GzBody, usize) {
+        let mut gz = previous.map_or_else(ParallelGz::new, ParallelGz::reusing);
+        for piece in text.chunks(pieces) {
+            gz.write_all(piece).unwrap();
+        }
+        let body = gz.finish();
+        let reused = body.reused_blocks().0;
+        (body, reused)
+    }
+
+    fn digests(body: &GzBody) -> Vec<Digest> {
+        body.blocks.iter().map(|b| b.digest).collect()
+    }
+
+    #[test]
+    fn blocks_are_cut_by_content_not_by_how_it_is_written() {
+        let text = text(3 * MAX_BLOCK);
+        let (whole, _) = gzip(&text, text.len(), None);
+        let (pieces, _) = gzip(&text, 4093, None);
+        assert!(whole.blocks.len() >= 3, "{} blocks", whole.blocks.len());
+        assert_eq!(digests(&whole), digests(&pieces));
+        assert_eq!(gunzip_single_member(&pieces.closed_with(b"")), text);
+    }
+
+    /// A rescan that changed one line in the middle and the last line deflates the blocks
+    /// holding them; every other block is the previous output's, shared, not copied.
+    #[test]
+    fn a_rescan_deflates_only_the_blocks_that_changed() {
+        let before = text(3 * MAX_BLOCK);
+        let (old, none) = gzip(&before, 8192, None);
+        assert_eq!(none, 0);
+        let mut after = before.clone();
+        let middle = after.len() / 2;
+        let line = middle + after[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        after.splice(
+            line..line,
+            b"certvigil_cert_info{source=\"/new.pem\"} 1\n"
+                .iter()
+                .copied(),
+        );
+        let last = after.len() - 1;
+        after[last - 1] = b'9';
+
+        let (new, reused) = gzip(&after, 8192, Some(&old));
+        assert_eq!(gunzip_single_member(&new.closed_with(b"")), after);
+        assert!(
+            reused + 3 >= new.blocks.len() && reused > 0,
+            "{reused} of {} blocks reused",
+            new.blocks.len()
+        );
+        let shared = new
+            .blocks
+            .iter()
+            .filter(|b| {
+                old.blocks
+                    .iter()
+                    .any(|o| o.deflated.as_ptr() == b.deflated.as_ptr())
+            })
+            .count();
+        assert_eq!(shared, reused);
+        // Nothing changed: everything reused.
+        let (same, reused) = gzip(&before, 8192, Some(&old));
+        assert_eq!(reused, same.blocks.len());
+        assert_eq!(
+            same.closed_with(b"").concat(),
+            old.closed_with(b"").concat()
+        );
     }
 }

@@ -654,16 +654,18 @@ fn scan_once(
         };
     }
     // Rendered straight into the compressor: the full text never sits in memory. The first
-    // time, scrapers already waiting follow the blocks as they are compressed.
-    let mut metrics = if current(shared).is_none() {
+    // time, scrapers already waiting follow the blocks as they are compressed; after that,
+    // what did not change is taken from the metrics being served.
+    let served = current(shared);
+    let mut metrics = if let Some(served) = &served {
+        gz::ParallelGz::reusing(&served.metrics_gz)
+    } else {
         let (metrics, progress) = gz::ParallelGz::followed();
         *shared
             .first_metrics
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(progress);
         metrics
-    } else {
-        gz::ParallelGz::new()
     };
     if let Err(e) = prom::write(&report, &mut metrics) {
         tracing::error!(error = %e, "rendering metrics failed");
@@ -673,8 +675,11 @@ fn scan_once(
     {
         tracing::error!(error = %e, "rendering x509-certificate-exporter metrics failed");
     }
+    let metrics = metrics.finish();
+    drop(served);
+    let (reused_blocks, blocks) = metrics.reused_blocks();
     let snapshot = Snapshot {
-        metrics_gz: metrics.finish(),
+        metrics_gz: metrics,
         summary: format!(
             "{} certificates; {} critical, {} warning findings",
             report.occurrences().count(),
@@ -704,7 +709,7 @@ fn scan_once(
             })
             .collect(),
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "metrics rendered");
+    tracing::debug!(elapsed = ?started.elapsed(), blocks, reused_blocks, "metrics rendered");
     let snapshot = Arc::new(snapshot);
     let previous = shared
         .snapshot
