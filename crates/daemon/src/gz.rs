@@ -141,7 +141,7 @@ impl ParallelGz {
 
     pub(crate) fn finish(mut self) -> GzBody {
         if !self.current.is_empty() {
-            self.cut(self.current.len());
+            self.cut();
         }
         self.deflate_full();
         let body = GzBody {
@@ -159,12 +159,11 @@ impl ParallelGz {
         body
     }
 
-    /// Ends a block after `at` bytes of `current`; the rest starts the next one.
-    fn cut(&mut self, at: usize) {
+    /// Ends the block being written.
+    fn cut(&mut self) {
         // Copied out at its exact size, so `current` keeps its capacity for the next block.
-        let block = self.current[..at].to_vec();
-        self.current.drain(..at);
-        self.full.push(block);
+        self.full.push(self.current.clone());
+        self.current.clear();
         if self.full.len() >= rayon::current_num_threads() {
             self.deflate_full();
         }
@@ -232,12 +231,12 @@ impl Write for ParallelGz {
                 let body = &self.current[..len - 1];
                 let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
                 if crc32fast::hash(&self.current[start..]).is_multiple_of(CUT_EVERY) {
-                    self.cut(len);
+                    self.cut();
                     continue;
                 }
             }
             if len == MAX_BLOCK {
-                self.cut(len);
+                self.cut();
             }
         }
         Ok(buf.len())
