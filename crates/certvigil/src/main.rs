@@ -280,7 +280,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 /// jemalloc, configured in `.cargo/config.toml` to hand freed pages back at once: with the
-/// system allocator the daemon's resident memory crept 40 MB above its heap over a few rescans
+/// system allocator the daemon's resident memory stayed about 50 MB above its heap peak and grew with each rescan
 /// (docs/benchmarks.md).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]

@@ -888,6 +888,19 @@ mod tests {
             .to_vec()
     }
 
+    /// Renders `text` into `gz` in pieces, as the renderers write, on a blocking thread.
+    fn write_in_pieces(
+        mut gz: gz::ParallelGz,
+        text: Vec<u8>,
+    ) -> tokio::task::JoinHandle<gz::GzBody> {
+        tokio::task::spawn_blocking(move || {
+            for piece in text.chunks(8192) {
+                gz.write_all(piece).unwrap();
+            }
+            gz.finish()
+        })
+    }
+
     /// Before the first metrics exist, /metrics is 503; while they are being compressed, a
     /// gzip client and a plain one both get the whole text, once it is done.
     #[test]
@@ -906,19 +919,11 @@ mod tests {
             let early = metrics(State(shared.clone()), request_headers(true)).await;
             assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-            let (mut gz, follower) = gz::ParallelGz::followed();
+            let (gz, follower) = gz::ParallelGz::followed();
             *shared.first_metrics.write().unwrap() = Some(follower);
             let gzip = tokio::spawn(metrics(State(shared.clone()), request_headers(true)));
             let plain = tokio::spawn(metrics(State(shared.clone()), request_headers(false)));
-            let writer = {
-                let text = text.clone();
-                tokio::task::spawn_blocking(move || {
-                    for piece in text.chunks(8192) {
-                        gz.write_all(piece).unwrap();
-                    }
-                    gz.finish()
-                })
-            };
+            let writer = write_in_pieces(gz, text.clone());
             let gzip = body(gzip.await.unwrap()).await;
             let plain = body(plain.await.unwrap()).await;
             let finished = writer.await.unwrap();
@@ -960,19 +965,11 @@ mod tests {
             let first = install(false);
             assert!(!shared.status.read().unwrap().published());
             drop(first);
-            let mut gz = install(true);
+            let gz = install(true);
             assert!(shared.status.read().unwrap().published());
             let gzip = tokio::spawn(status(State(shared.clone()), request_headers(true)));
             let plain = tokio::spawn(status(State(shared.clone()), request_headers(false)));
-            let writer = {
-                let json = json.clone();
-                tokio::task::spawn_blocking(move || {
-                    for piece in json.chunks(8192) {
-                        gz.write_all(piece).unwrap();
-                    }
-                    gz.finish()
-                })
-            };
+            let writer = write_in_pieces(gz, json.clone());
             let gzip = body(gzip.await.unwrap()).await;
             let plain = body(plain.await.unwrap()).await;
             let finished = writer.await.unwrap();
