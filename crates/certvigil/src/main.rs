@@ -280,8 +280,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 /// jemalloc, configured in `.cargo/config.toml` to hand freed pages back at once: with the
-/// system allocator the daemon's resident memory stayed about 50 MB above its heap peak and grew with each rescan
-/// (docs/benchmarks.md).
+/// system allocator the daemon's resident memory stayed about 50 MB above its heap peak and
+/// grew with each rescan (docs/benchmarks.md).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
