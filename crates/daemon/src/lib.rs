@@ -642,8 +642,8 @@ fn scan_once(
         .collect();
     report.source_labels = &labels;
     tracing::debug!(elapsed = ?started.elapsed(), remembered_files = shared.files.len(), from_memory = shared.files.hits(), "scanned and checked");
-    // The previous /status goes first, or it would sit in memory next to two sets of metrics
-    // (the served and the new); until the new one is rendered, /status clients follow it.
+    // The previous /status goes first, or it would sit in memory next to the served metrics
+    // and the new ones' changed blocks; until the new one is rendered, /status clients follow it.
     let (mut status, progress) = gz::ParallelGz::followed();
     {
         let mut output = shared.status.write().unwrap_or_else(|e| e.into_inner());
@@ -856,6 +856,8 @@ async fn stop_signal() {
 mod tests {
     use std::io::{Read, Write};
 
+    use tokio::task::JoinHandle;
+
     use super::*;
 
     fn shared() -> Arc<Shared> {
@@ -888,11 +890,26 @@ mod tests {
             .to_vec()
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Starts the same request from a gzip client and from a plain one.
+    fn gzip_and_plain<F, Fut>(shared: &Arc<Shared>, handler: F) -> [JoinHandle<Response>; 2]
+    where
+        F: Fn(State<Arc<Shared>>, HeaderMap) -> Fut,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        [true, false]
+            .map(|gzip| tokio::spawn(handler(State(shared.clone()), request_headers(gzip))))
+    }
+
     /// Renders `text` into `gz` in pieces, as the renderers write, on a blocking thread.
-    fn write_in_pieces(
-        mut gz: gz::ParallelGz,
-        text: Vec<u8>,
-    ) -> tokio::task::JoinHandle<gz::GzBody> {
+    fn write_in_pieces(mut gz: gz::ParallelGz, text: Vec<u8>) -> JoinHandle<gz::GzBody> {
         tokio::task::spawn_blocking(move || {
             for piece in text.chunks(8192) {
                 gz.write_all(piece).unwrap();
@@ -905,11 +922,7 @@ mod tests {
     /// gzip client and a plain one both get the whole text, once it is done.
     #[test]
     fn first_metrics_are_served_while_they_are_compressed() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let shared = shared();
         let text: Vec<u8> = (0..3_000_000u32)
             .flat_map(|i| format!("certvigil_x{{n=\"{}\"}} 1\n", i % 977).into_bytes())
@@ -921,8 +934,7 @@ mod tests {
 
             let (gz, follower) = gz::ParallelGz::followed();
             *shared.first_metrics.write().unwrap() = Some(follower);
-            let gzip = tokio::spawn(metrics(State(shared.clone()), request_headers(true)));
-            let plain = tokio::spawn(metrics(State(shared.clone()), request_headers(false)));
+            let [gzip, plain] = gzip_and_plain(&shared, metrics);
             let writer = write_in_pieces(gz, text.clone());
             let gzip = body(gzip.await.unwrap()).await;
             let plain = body(plain.await.unwrap()).await;
@@ -941,11 +953,7 @@ mod tests {
     /// one and get it whole, and it counts as published (for /readyz) after the first.
     #[test]
     fn status_is_followed_while_it_is_rendered_again() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let shared = shared();
         let json: Vec<u8> = (0..400_000u32)
             .flat_map(|i| format!("{{\"n\":{}}}\n", i % 991).into_bytes())
@@ -967,8 +975,7 @@ mod tests {
             drop(first);
             let gz = install(true);
             assert!(shared.status.read().unwrap().published());
-            let gzip = tokio::spawn(status(State(shared.clone()), request_headers(true)));
-            let plain = tokio::spawn(status(State(shared.clone()), request_headers(false)));
+            let [gzip, plain] = gzip_and_plain(&shared, status);
             let writer = write_in_pieces(gz, json.clone());
             let gzip = body(gzip.await.unwrap()).await;
             let plain = body(plain.await.unwrap()).await;
