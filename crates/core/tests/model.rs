@@ -305,3 +305,39 @@ fn duplicates_across_directories_are_reported_once() {
         "{found:?}"
     );
 }
+
+/// Every fullchain repeats its intermediate: a table shares that certificate whole (one
+/// copy for every file), shares a leaf's issuer name but not the leaf, and forgets what
+/// nothing else uses any more.
+#[test]
+fn name_table_shares_authorities_whole_and_prunes_them() {
+    use std::sync::Arc;
+
+    use certvigil_core::inventory::NameTable;
+
+    let pki = Pki::new("Shared");
+    let leaf = pki.leaf(&Spec::leaf("a.example"));
+    let summary = |der: &[u8]| Arc::new(certvigil_core::Certificate::from_der(der).unwrap());
+    let mut table = NameTable::default();
+
+    let mut first = summary(&pki.intermediate.cert.der);
+    let mut second = summary(&pki.intermediate.cert.der);
+    assert!(!Arc::ptr_eq(&first, &second));
+    table.share(&mut first);
+    table.share(&mut second);
+    assert!(Arc::ptr_eq(&first, &second), "one copy of the intermediate");
+
+    let mut leaf_a = summary(&leaf.der);
+    let mut leaf_b = summary(&leaf.der);
+    table.share(&mut leaf_a);
+    table.share(&mut leaf_b);
+    assert!(!Arc::ptr_eq(&leaf_a, &leaf_b), "leaves are not interned");
+    assert!(Arc::ptr_eq(&leaf_a.issuer, &first.subject));
+
+    drop((leaf_a, leaf_b));
+    let weak = Arc::downgrade(&first);
+    drop((first, second));
+    assert!(weak.upgrade().is_some(), "held by the table until pruned");
+    table.prune();
+    assert!(weak.upgrade().is_none(), "pruned once nothing else used it");
+}

@@ -39,6 +39,10 @@ const MIN_BLOCK: usize = 512 << 10;
 const CUT_EVERY: u32 = 2048;
 const MAX_BLOCK: usize = 4 << 20;
 
+/// Room for all but one block in twenty: a cut comes on average CUT_EVERY lines (half a
+/// megabyte) after MIN_BLOCK. Pages never written cost no memory.
+const BLOCK_CAPACITY: usize = 4 * MIN_BLOCK;
+
 /// The gzip header: deflate, no name or time, unknown OS (RFC 1952 section 2.3).
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
@@ -104,7 +108,7 @@ impl ParallelGz {
             crc: crc32fast::Hasher::new(),
             written: 0,
             full: Vec::new(),
-            current: Vec::with_capacity(MAX_BLOCK),
+            current: Vec::with_capacity(BLOCK_CAPACITY),
             previous: HashMap::new(),
             reused: 0,
             progress: None,
@@ -161,9 +165,9 @@ impl ParallelGz {
 
     /// Ends the block being written.
     fn cut(&mut self) {
-        // Copied out at its exact size, so `current` keeps its capacity for the next block.
-        self.full.push(self.current.clone());
-        self.current.clear();
+        // Handed over, not copied: a copy would hold the block twice while it waits for a core.
+        let block = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK_CAPACITY));
+        self.full.push(block);
         if self.full.len() >= rayon::current_num_threads() {
             self.deflate_full();
         }

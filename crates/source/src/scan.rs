@@ -386,11 +386,17 @@ impl Scanner<'_> {
         }
         found.retain(|(f, _)| self.seen.insert(f.inode));
         tracing::debug!(files = found.len(), elapsed = ?started.elapsed(), "walked");
-        self.read_files(
-            found
-                .into_iter()
-                .map(|(f, explicit)| (f.path, explicit, None)),
-        );
+        // Taken from the back and shrunk as it empties: the list is as large as forty thousand
+        // certificate summaries and would otherwise last until the last file is read.
+        found.reverse();
+        let pending = std::iter::from_fn(move || {
+            let next = found.pop()?;
+            if found.capacity() > 2 * found.len() + READ_CHUNK {
+                found.shrink_to_fit();
+            }
+            Some(next)
+        });
+        self.read_files(pending.map(|(f, explicit)| (f.path, explicit, None)));
     }
 
     /// Reads and decodes files in parallel, then adds them in a stable order.
@@ -412,13 +418,16 @@ impl Scanner<'_> {
             let chunk: Vec<_> = files.by_ref().take(READ_CHUNK).collect();
             let cache = &self.cache;
             let t0 = std::time::Instant::now();
-            let outcomes: Vec<FileOutcome> = chunk
+            let outcomes: Vec<(Option<Arc<str>>, FileOutcome)> = chunk
                 .par_iter()
                 .map(|(path, explicit, _)| match file_cache {
                     Some(files) => {
                         read_file_cached(path, *explicit, max, &options, cache, files, now)
                     }
-                    None => read_file(path, *explicit, max, &options, keep, cache, None),
+                    None => (
+                        None,
+                        read_file(path, *explicit, max, &options, keep, cache, None),
+                    ),
                 })
                 .collect();
             let t1 = t0.elapsed();
@@ -431,11 +440,12 @@ impl Scanner<'_> {
     fn add_outcomes(
         &mut self,
         chunk: Vec<(PathBuf, bool, Option<PathBuf>)>,
-        outcomes: Vec<FileOutcome>,
+        outcomes: Vec<(Option<Arc<str>>, FileOutcome)>,
         referenced: &mut Vec<(PathBuf, Option<PathBuf>)>,
     ) {
-        for ((path, _, paired_key), outcome) in chunk.into_iter().zip(outcomes) {
-            let location = Location::new(SourceKind::File, path.to_string_lossy());
+        for ((path, _, paired_key), (name, outcome)) in chunk.into_iter().zip(outcomes) {
+            let name = name.unwrap_or_else(|| path.to_string_lossy().into());
+            let location = Location::new(SourceKind::File, name);
             match outcome {
                 FileOutcome::Unreadable(reason) => {
                     self.inventory
@@ -797,7 +807,8 @@ fn read_file(
     })
 }
 
-/// As [`read_file`], through the cache of files read by earlier scans.
+/// As [`read_file`], through the cache of files read by earlier scans. A remembered file
+/// comes with its name as the cache holds it, for the inventory to share.
 fn read_file_cached(
     path: &Path,
     explicit: bool,
@@ -806,13 +817,13 @@ fn read_file_cached(
     cache: &LinkCache,
     files: &FileCache,
     now: i64,
-) -> FileOutcome {
+) -> (Option<Arc<str>>, FileOutcome) {
     // Only a file read before needs a `stat` by path to be taken from memory.
     if files.remembers(path)
         && let Ok(meta) = std::fs::metadata(path)
-        && let Some(content) = files.get(path, Stamp::of(&meta))
+        && let Some((name, content)) = files.get(path, Stamp::of(&meta))
     {
-        return FileOutcome::Content(content, None);
+        return (Some(name), FileOutcome::Content(content, None));
     }
     // A named argument is read by path (it may be a pipe), so it is stamped by path, before
     // the read: a change in between then leaves a stale stamp, never stale content.
@@ -821,10 +832,13 @@ fn read_file_cached(
     let mut outcome = read_file(path, explicit, max, options, false, cache, fstat);
     if let (Some(meta), FileOutcome::Content(content, None)) = (stat, &mut outcome)
         && meta.is_file()
+        && let Some(name) = path.to_str()
     {
-        files.put(path, Stamp::of(&meta), content, now);
+        let name = Arc::from(name);
+        files.put(&name, Stamp::of(&meta), content, now);
+        return (Some(name), outcome);
     }
-    outcome
+    (None, outcome)
 }
 
 /// Kube documents (JSON or YAML with `apiVersion:`/`kind:`) are recognised first: they can

@@ -153,6 +153,60 @@ fn remembered_certificates_are_shared_not_copied() {
     );
 }
 
+/// Deleted files are forgotten and every other file is still served from memory, by the
+/// very name string the previous inventory used.
+#[test]
+fn after_a_deletion_the_other_files_are_still_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("Deleted");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for name in names {
+        let leaf = pki.leaf(&Spec::leaf(&format!("{name}.example")));
+        std::fs::write(d.join(format!("{name}.pem")), pki.fullchain(&leaf)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2100));
+
+    let cache = Arc::new(FileCache::new());
+    let first = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.len(), 8);
+    // Files are remembered in the order the reading threads finish: deleting three leaves
+    // some of the others at new positions whatever that order was.
+    let deleted = ["b.pem", "e.pem", "g.pem"];
+    for name in deleted {
+        std::fs::remove_file(d.join(name)).unwrap();
+    }
+    let second = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 5);
+    assert_eq!(cache.len(), 5, "the deleted files are forgotten");
+    let third = scan(&options(d, Some(cache.clone())));
+    assert_eq!(cache.hits(), 5, "the others are still found");
+    assert_eq!(contents(&third), contents(&scan(&options(d, None))));
+    assert_eq!(contents(&second), contents(&third));
+
+    let names = |inventory: &Inventory| -> Vec<Arc<str>> {
+        let mut names: Vec<_> = inventory
+            .sources()
+            .map(|(_, s)| s.location.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let (before, after) = (names(&first), names(&third));
+    assert_eq!(before.len(), 8);
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|n| !deleted.iter().any(|d| n.ends_with(d)))
+        .collect();
+    assert_eq!(kept.len(), after.len());
+    for (old, new) in kept.into_iter().zip(&after) {
+        assert!(
+            Arc::ptr_eq(old, new),
+            "{new} is named by the cache's string"
+        );
+    }
+}
+
 /// A cache saved by one process and loaded by the next (a restarted daemon, the next `scan`
 /// from cron) gives what a scan from scratch gives: unchanged files from the saved form,
 /// changed ones read again.
