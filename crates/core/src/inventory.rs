@@ -381,6 +381,10 @@ pub struct SourceContent {
     pub errors: Vec<ParseError>,
     /// Links verified by signature here, for the caller to remember in its [`LinkCache`].
     pub newly_verified: Vec<[u8; 16]>,
+    /// (child index, issuer fingerprint, status): leaves checked against an issuer read
+    /// earlier from another source. They hold only for the inventory they were checked
+    /// against, so a cache of decoded files does not keep them.
+    pub external_links: Vec<(usize, Fingerprint, LinkStatus)>,
 }
 
 impl SourceContent {
@@ -392,6 +396,18 @@ impl SourceContent {
 
     /// As [`Self::from_decoded`], skipping signature checks the cache already vouches for.
     pub fn from_decoded_with(decoded: Decoded, cache: &LinkCache) -> Self {
+        Self::from_decoded_against(decoded, cache, None)
+    }
+
+    /// As [`Self::from_decoded_with`], also checking each leaf whose issuer is not in this
+    /// source against the issuers `known` holds, while the leaf's DER is at hand: otherwise
+    /// the issuer pass reads the file again. Certificates that may sign others are left to
+    /// that pass, which checks each once however many fullchains repeat it.
+    pub fn from_decoded_against(
+        decoded: Decoded,
+        cache: &LinkCache,
+        known: Option<&Inventory>,
+    ) -> Self {
         let mut errors = decoded.errors;
         let mut summaries = decoded.summaries.into_iter();
         // The DER of each summarised certificate, for the signature checks below.
@@ -444,6 +460,46 @@ impl SourceContent {
                 }
             }
         }
+        let mut external_links = Vec::new();
+        if let Some(known) = known {
+            for (child, cert) in certs.iter().enumerate() {
+                let linked_here = links.iter().any(|&(c, _, _)| c == child);
+                let linked_before = || known.find(&cert.fingerprint).and_then(|id| known.link(id));
+                if linked_here
+                    || cert.issuer_spki.is_some()
+                    || cert.is_self_issued()
+                    || linked_before().is_some()
+                {
+                    continue;
+                }
+                let mut parsed = None;
+                for issuer in known.issuers_of(cert) {
+                    let issuer = known.cert(issuer);
+                    let Some(key) = &issuer.issuer_spki else {
+                        continue;
+                    };
+                    let status = if cache.contains(&cert.fingerprint, &key.id) {
+                        LinkStatus::Verified
+                    } else {
+                        let parsed = parsed.get_or_insert_with(|| {
+                            X509Certificate::from_der(ders[child]).map(|(_, parsed)| parsed)
+                        });
+                        let status = match parsed {
+                            Ok(parsed) => link_status(verify_signature(parsed, &key.der)),
+                            Err(_) => LinkStatus::Unchecked,
+                        };
+                        if status == LinkStatus::Verified {
+                            newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
+                        }
+                        status
+                    };
+                    external_links.push((child, issuer.fingerprint, status));
+                    if status != LinkStatus::BadSignature {
+                        break;
+                    }
+                }
+            }
+        }
         Self {
             certs: certs.into_iter().map(Arc::new).collect(),
             links,
@@ -452,6 +508,7 @@ impl SourceContent {
             crls: decoded.crls,
             errors,
             newly_verified,
+            external_links,
         }
     }
 }
@@ -504,6 +561,11 @@ impl Inventory {
         let ids: Vec<CertId> = content.certs.into_iter().map(|c| self.intern(c)).collect();
         for (child, issuer, status) in content.links {
             self.record_link(ids[child], ids[issuer], status);
+        }
+        for (child, issuer, status) in content.external_links {
+            if let (Some(&child), Some(issuer)) = (ids.get(child), self.find(&issuer)) {
+                self.record_link(child, issuer, status);
+            }
         }
         if new.anchor {
             for cert in &ids {
@@ -626,6 +688,19 @@ impl Inventory {
             .flatten()
             .copied()
             .filter(move |c| *c != id && cert.may_be_issued_by(self.cert(*c)))
+    }
+
+    /// Certificates in the inventory that may have issued `cert`, which need not be in it.
+    pub fn issuers_of<'a>(&'a self, cert: &'a Certificate) -> impl Iterator<Item = CertId> + 'a {
+        self.by_subject
+            .get(&cert.issuer_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |c| {
+                let issuer = self.cert(*c);
+                issuer.fingerprint != cert.fingerprint && cert.may_be_issued_by(issuer)
+            })
     }
 
     /// Certificates whose issuer was not in their own source but exists elsewhere, grouped by

@@ -341,3 +341,87 @@ fn name_table_shares_authorities_whole_and_prunes_them() {
     table.prune();
     assert!(weak.upgrade().is_none(), "pruned once nothing else used it");
 }
+
+/// A leaf read after its issuer (in another file) is checked against it while its DER is at
+/// hand, so the issuer pass has nothing left to read again; a bad signature is caught the
+/// same way, and an intermediate is left to the issuer pass.
+#[test]
+fn leaves_are_checked_against_issuers_read_earlier() {
+    use certvigil_core::linkcache::LinkCache;
+
+    let pki = Pki::new("Early");
+    let leaf = pki.leaf(&Spec::leaf("e.example"));
+    let mut tampered = pki.leaf(&Spec::leaf("t.example")).der;
+    let last = tampered.len() - 3;
+    tampered[last] ^= 0x55;
+
+    let mut inventory = Inventory::new();
+    add(
+        &mut inventory,
+        "/inter.pem",
+        pki.intermediate.cert.pem.as_bytes(),
+    );
+    let against = |inventory: &Inventory, der: &[u8]| {
+        let decoded = decode(der, &DecodeOptions::default());
+        SourceContent::from_decoded_against(decoded, &LinkCache::default(), Some(inventory))
+    };
+    let intermediate = certvigil_core::Certificate::from_der(&pki.intermediate.cert.der)
+        .unwrap()
+        .fingerprint;
+
+    let good = against(&inventory, &leaf.der);
+    assert_eq!(
+        good.external_links,
+        vec![(0, intermediate, LinkStatus::Verified)]
+    );
+    assert_eq!(good.newly_verified.len(), 1, "remembered for the next scan");
+    let bad = against(&inventory, &tampered);
+    assert_eq!(
+        bad.external_links,
+        vec![(0, intermediate, LinkStatus::BadSignature)]
+    );
+    assert!(bad.newly_verified.is_empty());
+    let signer = against(&inventory, &pki.intermediate.cert.der);
+    assert!(
+        signer.external_links.is_empty(),
+        "certificates that sign are left to the pass"
+    );
+
+    for (name, content) in [("/good.der", good), ("/bad.der", bad)] {
+        inventory.add_source(
+            NewSource::new(Location::new(SourceKind::File, name)),
+            content,
+        );
+    }
+    assert!(
+        inventory.issuer_pass_plan().iter().all(|(_, certs)| certs
+            .iter()
+            .all(|c| inventory.cert(*c).issuer_spki.is_some())),
+        "no leaf is left for the issuer pass"
+    );
+    let leaf_id = inventory
+        .find(
+            &certvigil_core::Certificate::from_der(&leaf.der)
+                .unwrap()
+                .fingerprint,
+        )
+        .unwrap();
+    let link = inventory.link(leaf_id).expect("linked while read");
+    assert_eq!(inventory.cert(link.issuer).fingerprint, intermediate);
+    assert_eq!(link.status, LinkStatus::Verified);
+    let found = checks_for(&inventory, &Policy::new(now()));
+    assert!(
+        found.contains(&(
+            CheckId::SignatureInvalid,
+            Severity::Critical,
+            "/bad.der".into()
+        )),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(c, _, n)| *c == CheckId::SignatureInvalid && n == "/good.der"),
+        "{found:?}"
+    );
+}

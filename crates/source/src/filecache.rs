@@ -236,6 +236,7 @@ impl Entry {
                 .map_or_else(Vec::new, |r| r.errors.to_vec()),
             // Signatures verified while reading are saved once, by the scan that verified them.
             newly_verified: Vec::new(),
+            external_links: Vec::new(),
         }
     }
 }

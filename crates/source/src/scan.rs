@@ -416,17 +416,20 @@ impl Scanner<'_> {
         let mut files = files.into_iter().peekable();
         while files.peek().is_some() {
             let chunk: Vec<_> = files.by_ref().take(READ_CHUNK).collect();
-            let cache = &self.cache;
+            let link = Linking {
+                cache: &self.cache,
+                known: Some(&self.inventory),
+            };
             let t0 = std::time::Instant::now();
             let outcomes: Vec<(Option<Arc<str>>, FileOutcome)> = chunk
                 .par_iter()
                 .map(|(path, explicit, _)| match file_cache {
                     Some(files) => {
-                        read_file_cached(path, *explicit, max, &options, cache, files, now)
+                        read_file_cached(path, *explicit, max, &options, link, files, now)
                     }
                     None => (
                         None,
-                        read_file(path, *explicit, max, &options, keep, cache, None),
+                        read_file(path, *explicit, max, &options, keep, link, None),
                     ),
                 })
                 .collect();
@@ -552,7 +555,11 @@ impl Scanner<'_> {
             summarize: true,
         };
         // stdin cannot be read twice: keep the DER for the issuer pass.
-        match classify_bytes(&bytes, "stdin", &options, true, &self.cache) {
+        let link = Linking {
+            cache: &self.cache,
+            known: Some(&self.inventory),
+        };
+        match classify_bytes(&bytes, "stdin", &options, true, link) {
             FileOutcome::Content(content, der) => {
                 let mut new = NewSource::new(location);
                 new.expect = self.options.expect.clone();
@@ -778,14 +785,14 @@ fn read_file(
     max: u64,
     options: &DecodeOptions<'_>,
     keep_der: bool,
-    cache: &LinkCache,
+    link: Linking<'_>,
     stat: Option<&mut Option<std::fs::Metadata>>,
 ) -> FileOutcome {
     let origin = path.to_string_lossy();
     // Walked files are known to be regular; a named argument may be a pipe (`<(kubectl ...)`).
     if explicit {
         return match files::read_limited(path, max) {
-            Ok(bytes) => classify_bytes(&bytes, &origin, options, keep_der, cache),
+            Ok(bytes) => classify_bytes(&bytes, &origin, options, keep_der, link),
             Err(reason) => FileOutcome::Unreadable(reason),
         };
     }
@@ -795,7 +802,7 @@ fn read_file(
     BUFFER.with_borrow_mut(|buf| {
         let (outcome, read) = match files::read_regular_into_stat(path, max, buf, stat) {
             Ok(bytes) => (
-                classify_bytes(bytes, &origin, options, keep_der, cache),
+                classify_bytes(bytes, &origin, options, keep_der, link),
                 bytes.len(),
             ),
             Err(reason) => (FileOutcome::Unreadable(reason), 0),
@@ -814,7 +821,7 @@ fn read_file_cached(
     explicit: bool,
     max: u64,
     options: &DecodeOptions<'_>,
-    cache: &LinkCache,
+    link: Linking<'_>,
     files: &FileCache,
     now: i64,
 ) -> (Option<Arc<str>>, FileOutcome) {
@@ -829,7 +836,7 @@ fn read_file_cached(
     // the read: a change in between then leaves a stale stamp, never stale content.
     let mut stat = explicit.then(|| std::fs::metadata(path).ok()).flatten();
     let fstat = (!explicit).then_some(&mut stat);
-    let mut outcome = read_file(path, explicit, max, options, false, cache, fstat);
+    let mut outcome = read_file(path, explicit, max, options, false, link, fstat);
     if let (Some(meta), FileOutcome::Content(content, None)) = (stat, &mut outcome)
         && meta.is_file()
         && let Some(name) = path.to_str()
@@ -849,14 +856,24 @@ fn classify_bytes(
     origin: &str,
     options: &DecodeOptions<'_>,
     keep_der: bool,
-    cache: &LinkCache,
+    link: Linking<'_>,
 ) -> FileOutcome {
     if let Some(outcome) = kube_outcome(bytes, origin, options) {
         return outcome;
     }
     let decoded = decode(bytes, options);
     let der = keep_der.then(|| decoded.certs.clone());
-    FileOutcome::Content(SourceContent::from_decoded_with(decoded, cache), der)
+    let content = SourceContent::from_decoded_against(decoded, link.cache, link.known);
+    FileOutcome::Content(content, der)
+}
+
+/// What a file's certificates are checked against besides each other.
+#[derive(Clone, Copy)]
+struct Linking<'a> {
+    /// Links verified by earlier scans.
+    cache: &'a LinkCache,
+    /// The issuers read so far in this scan.
+    known: Option<&'a Inventory>,
 }
 
 fn kube_outcome(bytes: &[u8], origin: &str, options: &DecodeOptions<'_>) -> Option<FileOutcome> {
