@@ -10,64 +10,74 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::Notify;
+use tokio::time::{Instant, timeout};
 
-/// Events closer together than this become one rescan (a renewal writes several files).
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A rescan waits until no change came for this long (a renewal writes several files)...
+const QUIET: Duration = Duration::from_millis(200);
+/// ...but no longer than this after the first change, so a file written without pause (a log
+/// next to the certificates) cannot hold rescans off.
+const MAX_DELAY: Duration = Duration::from_secs(2);
 
 pub(crate) struct Watcher {
-    debouncer: Option<Debouncer<RecommendedWatcher, NoCache>>,
+    watcher: Option<RecommendedWatcher>,
     watched: Vec<(PathBuf, RecursiveMode)>,
     /// Paths that could not be watched because the kernel's watch limit ran out.
     pub(crate) polling: Vec<String>,
+    debounce: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.debounce.abort();
+    }
 }
 
 impl Watcher {
+    /// Must be called within the daemon's runtime, which runs the debounce.
     pub(crate) fn new(on_change: Arc<Notify>) -> Self {
-        let handler = move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                // Reading a file (our own scans do) is not a change.
-                if events
-                    .iter()
-                    .any(|e| !matches!(e.kind, EventKind::Access(_)))
-                {
-                    on_change.notify_one();
-                }
-            }
-            Err(errors) => {
-                for error in errors {
-                    tracing::warn!(%error, "file watch error; the periodic rescan still runs");
-                }
+        let changed = Arc::new(Notify::new());
+        let seen = changed.clone();
+        // notify's inotify backend also watches IN_OPEN: every directory our own scans list
+        // and every file they read is an event. They are dropped here, as they come; queued in
+        // a debouncer, they came to 25 MB during a rescan of a hundred thousand files.
+        let handler = move |result: notify::Result<notify::Event>| match result {
+            Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+            Ok(_) => seen.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, "file watch error; the periodic rescan still runs");
             }
         };
-        // No file-id cache: it would stat every file under the watched trees up front to track
-        // renames, and a rescan does not need to know what was renamed to what.
-        let debouncer = match new_debouncer_opt::<_, RecommendedWatcher, NoCache>(
-            DEBOUNCE,
-            None,
-            handler,
-            NoCache,
-            notify::Config::default(),
-        ) {
-            Ok(debouncer) => Some(debouncer),
+        let watcher = match RecommendedWatcher::new(handler, notify::Config::default()) {
+            Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!(%error, "file watching unavailable; relying on periodic rescans");
                 None
             }
         };
+        let debounce = tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                let first = Instant::now();
+                while first.elapsed() < MAX_DELAY
+                    && timeout(QUIET, changed.notified()).await.is_ok()
+                {}
+                on_change.notify_one();
+            }
+        });
         Self {
-            debouncer,
+            watcher,
             watched: Vec::new(),
             polling: Vec::new(),
+            debounce,
         }
     }
 
     /// Watches exactly `wanted` (directories recursively, files through their directory).
     /// Paths that do not exist yet are retried on the next call.
     pub(crate) fn update(&mut self, wanted: &[PathBuf]) {
-        let Some(debouncer) = &mut self.debouncer else {
+        let Some(watcher) = &mut self.watcher else {
             return;
         };
         let mut targets: Vec<(PathBuf, RecursiveMode)> = Vec::new();
@@ -85,7 +95,7 @@ impl Watcher {
         }
         for (path, _) in &self.watched {
             if !targets.iter().any(|t| &t.0 == path) {
-                let _ = debouncer.unwatch(path);
+                let _ = watcher.unwatch(path);
             }
         }
         self.watched.retain(|w| targets.iter().any(|t| t.0 == w.0));
@@ -94,7 +104,7 @@ impl Watcher {
             if self.watched.iter().any(|w| w.0 == path) {
                 continue;
             }
-            match debouncer.watch(&path, mode) {
+            match watcher.watch(&path, mode) {
                 Ok(()) => self.watched.push((path, mode)),
                 Err(error) if is_watch_limit(&error) => {
                     tracing::warn!(path = %path.display(), "inotify watch limit reached; polling this path at the scan interval");
@@ -111,4 +121,37 @@ impl Watcher {
 
 fn is_watch_limit(error: &notify::Error) -> bool {
     matches!(error.kind, notify::ErrorKind::MaxFilesWatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our own scans open every watched directory and file: that is not a change. A renewal
+    /// writing several files is one change.
+    #[tokio::test]
+    async fn reads_are_not_changes_and_a_burst_of_writes_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.pem");
+        std::fs::write(&file, "one").unwrap();
+        let on_change = Arc::new(Notify::new());
+        let mut watcher = Watcher::new(on_change.clone());
+        watcher.update(&[dir.path().to_path_buf()]);
+        assert!(watcher.polling.is_empty());
+        let quiet = || timeout(QUIET * 3, on_change.notified());
+
+        for _ in 0..20 {
+            std::fs::read(&file).unwrap();
+            std::fs::read_dir(dir.path()).unwrap().for_each(drop);
+        }
+        assert!(quiet().await.is_err(), "reading woke a rescan");
+
+        for name in ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"] {
+            std::fs::write(dir.path().join(name), "renewed").unwrap();
+        }
+        timeout(MAX_DELAY * 2, on_change.notified())
+            .await
+            .expect("a write wakes a rescan");
+        assert!(quiet().await.is_err(), "one burst, one rescan");
+    }
 }
