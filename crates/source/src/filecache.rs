@@ -127,12 +127,14 @@ impl State {
             .insert_unique(hash, at, |&i| hasher.hash_one(&*entries[i as usize].0));
     }
 
-    /// Positions moved: indexes them again.
+    /// Positions moved: indexes them again, in the table as it is unless mostly empty.
     fn reindex(&mut self) {
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.clear();
-        self.index
-            .shrink_to(entries.len(), |&i| hasher.hash_one(&*entries[i as usize].0));
+        if self.index.capacity() > 2 * entries.len() {
+            self.index
+                .shrink_to(entries.len(), |&i| hasher.hash_one(&*entries[i as usize].0));
+        }
         for (at, (path, _)) in entries.iter().enumerate() {
             self.index
                 .insert_unique(hasher.hash_one(&**path), at as u32, |&i| {
@@ -386,7 +388,11 @@ impl FileCache {
         state.entries.retain(|(_, entry)| entry.used == generation);
         if state.entries.len() != before {
             self.changed.store(true, Ordering::Relaxed);
-            state.entries.shrink_to_fit();
+            // Only when mostly empty: for one file gone, a copy of every entry would double
+            // their memory for a moment (capacity never written to costs none).
+            if state.entries.capacity() > 2 * state.entries.len() {
+                state.entries.shrink_to_fit();
+            }
             state.reindex();
         }
         state.names.prune();
