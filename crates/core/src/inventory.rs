@@ -381,7 +381,7 @@ pub struct SourceContent {
     pub errors: Vec<ParseError>,
     /// Links verified by signature here, for the caller to remember in its [`LinkCache`].
     pub newly_verified: Vec<[u8; 16]>,
-    /// (child index, issuer fingerprint, status): leaves checked against an issuer read
+    /// (child index, issuer fingerprint, status): leaves found signed by an issuer read
     /// earlier from another source. They hold only for the inventory they were checked
     /// against, so a cache of decoded files does not keep them.
     pub external_links: Vec<(usize, Fingerprint, LinkStatus)>,
@@ -493,8 +493,10 @@ impl SourceContent {
                         }
                         status
                     };
-                    external_links.push((child, issuer.fingerprint, status));
+                    // A bad signature is left to the issuer pass: an issuer read later (a
+                    // re-keyed CA of the same name) may still be the right one.
                     if status != LinkStatus::BadSignature {
+                        external_links.push((child, issuer.fingerprint, status));
                         break;
                     }
                 }
