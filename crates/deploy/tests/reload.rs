@@ -4,7 +4,6 @@
 //! touches PATH).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -43,9 +42,19 @@ fn strings(argv: &[&str]) -> Vec<String> {
     argv.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Written by `install`, not by this process: a child that another test thread forks while
+/// this process holds the script open for writing would keep it "text file busy" (ETXTBSY)
+/// until that child execs, and running the script would fail now and then.
 fn executable(path: &Path, body: &str) {
-    fs::write(path, body).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    let source = path.with_extension("source");
+    fs::write(&source, body).unwrap();
+    let installed = Command::new("install")
+        .args(["-m", "755"])
+        .arg(&source)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(installed.success(), "install {}", path.display());
 }
 
 /// The DER leaf nginx serves on `port`.
