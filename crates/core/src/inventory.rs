@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::cert::{Certificate, Fingerprint, Profile};
+use crate::cert::{Certificate, Fingerprint, IssuerKey, Profile};
 use crate::crl::Crl;
 use crate::decode::Decoded;
 use crate::error::ParseError;
@@ -441,19 +441,7 @@ impl SourceContent {
                 let Some(key) = &issuer.issuer_spki else {
                     continue;
                 };
-                let status = if cache.contains(&cert.fingerprint, &key.id) {
-                    LinkStatus::Verified
-                } else {
-                    // Parsed again only here: the signature check costs far more.
-                    let status = match X509Certificate::from_der(ders[child]) {
-                        Ok((_, parsed)) => link_status(verify_signature(&parsed, &key.der)),
-                        Err(_) => LinkStatus::Unchecked,
-                    };
-                    if status == LinkStatus::Verified {
-                        newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
-                    }
-                    status
-                };
+                let status = check_link(cache, cert, ders[child], key, &mut newly_verified);
                 links.push((child, issuer_idx, status));
                 if status != LinkStatus::BadSignature {
                     break;
@@ -472,27 +460,12 @@ impl SourceContent {
                 {
                     continue;
                 }
-                let mut parsed = None;
                 for issuer in known.issuers_of(cert) {
                     let issuer = known.cert(issuer);
                     let Some(key) = &issuer.issuer_spki else {
                         continue;
                     };
-                    let status = if cache.contains(&cert.fingerprint, &key.id) {
-                        LinkStatus::Verified
-                    } else {
-                        let parsed = parsed.get_or_insert_with(|| {
-                            X509Certificate::from_der(ders[child]).map(|(_, parsed)| parsed)
-                        });
-                        let status = match parsed {
-                            Ok(parsed) => link_status(verify_signature(parsed, &key.der)),
-                            Err(_) => LinkStatus::Unchecked,
-                        };
-                        if status == LinkStatus::Verified {
-                            newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
-                        }
-                        status
-                    };
+                    let status = check_link(cache, cert, ders[child], key, &mut newly_verified);
                     // A bad signature is left to the issuer pass: an issuer read later (a
                     // re-keyed CA of the same name) may still be the right one.
                     if status != LinkStatus::BadSignature {
@@ -513,6 +486,29 @@ impl SourceContent {
             external_links,
         }
     }
+}
+
+/// Whether `key` signed `cert` (whose DER is `der`): as the cache vouches, or by checking the
+/// signature, remembered in `newly_verified` when good.
+fn check_link(
+    cache: &LinkCache,
+    cert: &Certificate,
+    der: &[u8],
+    key: &IssuerKey,
+    newly_verified: &mut Vec<[u8; 16]>,
+) -> LinkStatus {
+    if cache.contains(&cert.fingerprint, &key.id) {
+        return LinkStatus::Verified;
+    }
+    // Parsed again only here: the signature check costs far more.
+    let status = match X509Certificate::from_der(der) {
+        Ok((_, parsed)) => link_status(verify_signature(&parsed, &key.der)),
+        Err(_) => LinkStatus::Unchecked,
+    };
+    if status == LinkStatus::Verified {
+        newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
+    }
+    status
 }
 
 fn link_status(verdict: SignatureVerdict) -> LinkStatus {
@@ -683,13 +679,8 @@ impl Inventory {
 
     /// Certificates elsewhere in the inventory that may have issued `id`.
     pub fn issuer_candidates(&self, id: CertId) -> impl Iterator<Item = CertId> + '_ {
-        let cert = self.cert(id);
-        self.by_subject
-            .get(&cert.issuer_id)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(move |c| *c != id && cert.may_be_issued_by(self.cert(*c)))
+        // Fingerprints are unique in the inventory: "another fingerprint" is "another id".
+        self.issuers_of(self.cert(id))
     }
 
     /// Certificates in the inventory that may have issued `cert`, which need not be in it.
