@@ -386,17 +386,11 @@ impl Scanner<'_> {
         }
         found.retain(|(f, _)| self.seen.insert(f.inode));
         tracing::debug!(files = found.len(), elapsed = ?started.elapsed(), "walked");
-        // Taken from the back and shrunk as it empties: the list is as large as forty thousand
-        // certificate summaries and would otherwise last until the last file is read.
-        found.reverse();
-        let pending = std::iter::from_fn(move || {
-            let next = found.pop()?;
-            if found.capacity() > 2 * found.len() + READ_CHUNK {
-                found.shrink_to_fit();
-            }
-            Some(next)
-        });
-        self.read_files(pending.map(|(f, explicit)| (f.path, explicit, None)));
+        self.read_files(
+            found
+                .into_iter()
+                .map(|(f, explicit)| (f.path, explicit, None)),
+        );
     }
 
     /// Reads and decodes files in parallel, then adds them in a stable order.
