@@ -327,10 +327,10 @@ fn run(cli: Cli) -> Result<u8> {
             show_anchors,
         } => {
             let policy = build_policy(&policy)?;
-            let mut options = build_scan_options(&sources, &policy, false)?;
+            let (mut options, saved_files) = build_scan_options(&sources, &policy, false)?;
             let started = std::time::Instant::now();
             let inventory = scan(&options);
-            save_file_cache(&mut options);
+            save_file_cache(&mut options, saved_files);
             let findings = check::run(&inventory, &policy);
             tracing::debug!(elapsed = ?started.elapsed(), "checked");
             let report = Report::new(&inventory, &findings, &policy);
@@ -368,7 +368,7 @@ fn run(cli: Cli) -> Result<u8> {
                 bail!("inspect needs a source: a file, `-` for stdin, or an endpoint");
             }
             let policy = build_policy(&policy)?;
-            let options = build_scan_options(&sources, &policy, true)?;
+            let (options, _) = build_scan_options(&sources, &policy, true)?;
             let inventory = scan(&options);
             let findings = check::run(&inventory, &policy);
             let report = Report::new(&inventory, &findings, &policy);
@@ -432,9 +432,9 @@ fn run(cli: Cli) -> Result<u8> {
                     policy.crit_days = c;
                     policy.crit_fraction = 1.0;
                 }
-                let mut options = build_scan_options(&sources, &policy, false)?;
+                let (mut options, saved_files) = build_scan_options(&sources, &policy, false)?;
                 let inventory = scan(&options);
-                save_file_cache(&mut options);
+                save_file_cache(&mut options, saved_files);
                 let findings = check::run(&inventory, &policy);
                 let report = Report::new(&inventory, &findings, &policy);
                 let code = nagios::write(&report, io::stdout().lock())?;
@@ -480,7 +480,12 @@ fn build_policy(args: &PolicyArgs) -> Result<Policy> {
     Ok(policy)
 }
 
-fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Result<ScanOptions> {
+/// The scan's options, and where its decoded files are saved for the next run.
+fn build_scan_options(
+    args: &SourceArgs,
+    _policy: &Policy,
+    keep_der: bool,
+) -> Result<(ScanOptions, Option<PathBuf>)> {
     let mut options = ScanOptions {
         walk: WalkOptions {
             include: globs(&args.include)?,
@@ -502,17 +507,23 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
     };
     // Decoded files are remembered only where the decoding depends on nothing secret, and
     // not for `inspect`, which needs every certificate's DER.
-    if !args.no_cache && !keep_der && options.pkcs12_password.is_none() {
-        options.file_cache = cache_dir().map(|dir| {
-            let path = dir.files();
-            let cache = FileCache::load(&path, options.walk.max_file_size).unwrap_or_else(|e| {
+    let mut saved_files = None;
+    if !args.no_cache
+        && !keep_der
+        && options.pkcs12_password.is_none()
+        && let Some(dir) = cache_dir()
+    {
+        let path = dir.scan_files(&cache_scope(args));
+        let cache = FileCache::load(&path, options.walk.max_file_size)
+            .inspect(|_| CacheDir::touch(&path))
+            .unwrap_or_else(|e| {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::info!(path = %path.display(), error = %e, "file cache not used");
                 }
                 FileCache::new()
             });
-            Arc::new(cache)
-        });
+        options.file_cache = Some(Arc::new(cache));
+        saved_files = Some(path);
     }
     for ca in &args.ca_file {
         if !ca.is_file() {
@@ -529,7 +540,34 @@ fn build_scan_options(args: &SourceArgs, _policy: &Policy, keep_der: bool) -> Re
     for arg in &args.targets {
         options.targets.push(resolve_target(arg, args, timeout)?);
     }
-    Ok(options)
+    Ok((options, saved_files))
+}
+
+/// What tells one scan's set of files from another's: its roots and filters. The roots are
+/// taken as given (relative ones from the working directory), since the cache knows files by
+/// the names the walk gives them, which start with the root as given.
+fn cache_scope(args: &SourceArgs) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut scope: Vec<Vec<u8>> = args
+        .targets
+        .iter()
+        .map(|target| cwd.join(target).as_os_str().as_bytes().to_vec())
+        .collect();
+    if args.targets.is_empty() {
+        scope.push(b"\0defaults".to_vec());
+    }
+    scope.sort();
+    scope.dedup();
+    let filters = [("\0include ", &args.include), ("\0exclude ", &args.exclude)];
+    for (kind, globs) in filters {
+        scope.extend(
+            globs
+                .iter()
+                .map(|glob| [kind.as_bytes(), glob.as_bytes()].concat()),
+        );
+    }
+    scope
 }
 
 fn cache_dir() -> Option<CacheDir> {
@@ -542,15 +580,23 @@ fn cache_dir() -> Option<CacheDir> {
 
 /// Saves the decoded files for the next run (failing to only costs that run some speed), and
 /// lets go of the cache's own table before the report is rendered.
-fn save_file_cache(options: &mut ScanOptions) {
-    let (Some(files), Some(dir)) = (options.file_cache.take(), cache_dir()) else {
+fn save_file_cache(options: &mut ScanOptions, path: Option<PathBuf>) {
+    let (Some(files), Some(path), Some(dir)) = (options.file_cache.take(), path, cache_dir())
+    else {
         return;
     };
-    let path = dir.files();
-    if let Err(e) = files.save(&path, options.walk.max_file_size) {
-        tracing::info!(path = %path.display(), error = %e, "file cache not saved");
+    match files.save(&path, options.walk.max_file_size) {
+        Ok(true) => {
+            dir.prune_scan_files(KEPT_SCAN_CACHES);
+        }
+        Ok(false) => {}
+        Err(e) => tracing::info!(path = %path.display(), error = %e, "file cache not saved"),
     }
 }
+
+/// Scopes whose decoded files are kept (the most recently used): a host's regular scans and
+/// a few one-off ones. For a hundred thousand files, one is about 40 MB.
+const KEPT_SCAN_CACHES: usize = 8;
 
 fn resolve_target(arg: &str, args: &SourceArgs, timeout: Duration) -> Result<Target> {
     if arg == "-" {

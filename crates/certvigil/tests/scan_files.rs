@@ -3,6 +3,7 @@
 mod support;
 
 use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
 
 use certvigil_testutil::{Pki, Spec};
 use support::*;
@@ -896,7 +897,7 @@ fn decoded_files_are_saved_for_the_next_scan() {
 
     let first = certvigil_with(&args, None, &env);
     assert!(first.stderr.contains("from_memory=0"), "{}", first.stderr);
-    let saved = cache.path().join("files");
+    let saved = only(scan_caches(cache.path()));
     let meta = std::fs::metadata(&saved).expect("the decoded files are saved");
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
@@ -915,6 +916,23 @@ fn decoded_files_are_saved_for_the_next_scan() {
     assert!(second.stderr.contains("from_memory=4"), "{}", second.stderr);
     assert_eq!(summary(&second), summary(&first));
     assert!(has_finding(&second.json(), "parse_error", "broken.pem"));
+
+    // A one-off scan of one file keeps a cache of its own: it neither loads the directory's
+    // nor replaces it with one file.
+    let other = format!("{d}/other.pem");
+    let one_off = certvigil_with(
+        &["scan", "-f", "json", "--no-system-trust", &other],
+        None,
+        &env,
+    );
+    assert!(
+        one_off.stderr.contains("from_memory=0"),
+        "{}",
+        one_off.stderr
+    );
+    assert_eq!(scan_caches(cache.path()).len(), 2);
+    let again = certvigil_with(&args, None, &env);
+    assert!(again.stderr.contains("from_memory=4"), "{}", again.stderr);
 
     let renewed = pki.leaf(&Spec::leaf("saved.example"));
     let tmp = write(dir.path(), ".leaf.pem.new", &renewed.pem);
@@ -950,6 +968,24 @@ fn decoded_files_are_saved_for_the_next_scan() {
         damaged.stderr
     );
     assert_eq!(summary(&damaged), summary(&no_cache));
+}
+
+fn scan_caches(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.starts_with("scan-files-")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn only<T: std::fmt::Debug>(mut items: Vec<T>) -> T {
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.pop().unwrap()
 }
 
 fn pem_body(pem: &str) -> Vec<u8> {

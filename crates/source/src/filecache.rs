@@ -20,6 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use certvigil_core::inventory::{LinkStatus, NameTable};
 use certvigil_core::key::PrivateKey;
@@ -73,10 +74,60 @@ impl CacheDir {
         self.0.join("verified-links")
     }
 
+    /// The daemon's decoded files.
     pub fn files(&self) -> PathBuf {
         self.0.join("files")
     }
+
+    /// The decoded files of scans over one scope: the roots and filters, in any form that
+    /// tells scopes apart. A one-off scan of some other path then keeps a cache of its own
+    /// instead of replacing the regular scan's (which would leave the next regular scan to read
+    /// every file again).
+    pub fn scan_files<S: AsRef<[u8]>>(&self, scope: &[S]) -> PathBuf {
+        let mut key = Vec::new();
+        for part in scope {
+            key.extend_from_slice(&(part.as_ref().len() as u64).to_le_bytes());
+            key.extend_from_slice(part.as_ref());
+        }
+        let digest = certvigil_core::cert::fingerprint(&key);
+        let name = format!(
+            "{SCAN_FILES_PREFIX}{}",
+            certvigil_core::cert::hex(&digest[..8])
+        );
+        self.0.join(name)
+    }
+
+    /// Marks a scope's cache as just used, for [`Self::prune_scan_files`].
+    pub fn touch(path: &Path) {
+        let _ = std::fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
+    }
+
+    /// Removes all but the `keep` most recently used scan caches, so one-off scans of many
+    /// different paths cannot fill the disk. Returns how many were removed.
+    pub fn prune_scan_files(&self, keep: usize) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return 0;
+        };
+        let mut caches: Vec<(SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(SCAN_FILES_PREFIX))
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        caches.sort_by(|a, b| b.0.cmp(&a.0));
+        caches
+            .iter()
+            .skip(keep)
+            .filter(|(_, path)| std::fs::remove_file(path).is_ok())
+            .count()
+    }
 }
+
+/// Scan caches are named this and 16 hex digits of their scope's hash.
+const SCAN_FILES_PREFIX: &str = "scan-files-";
 
 #[derive(Default)]
 pub struct FileCache {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certvigil_core::inventory::Inventory;
-use certvigil_source::{FileCache, ScanOptions, Target, scan};
+use certvigil_source::{CacheDir, FileCache, ScanOptions, Target, scan};
 use certvigil_testutil::{Issued, Pki, Spec};
 
 fn options(dir: &Path, cache: Option<Arc<FileCache>>) -> ScanOptions {
@@ -269,4 +269,40 @@ proptest::proptest! {
         std::fs::write(&path, &tail).unwrap();
         let _ = FileCache::load(&path, 1 << 20);
     }
+}
+
+#[test]
+fn each_scope_has_its_own_saved_files_and_old_scopes_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let caches = CacheDir::new(dir.path());
+    let a = caches.scan_files(&["/etc/ssl"]);
+    assert_eq!(a, caches.scan_files(&["/etc/ssl"]));
+    assert_ne!(a, caches.scan_files(&["/etc/pki"]));
+    // Parts are delimited, not concatenated.
+    assert_ne!(
+        caches.scan_files(&["/a", "b/c"]),
+        caches.scan_files(&["/a/b", "c"])
+    );
+    assert_ne!(a, caches.files());
+
+    std::fs::write(caches.files(), b"daemon").unwrap();
+    std::fs::write(caches.verified_links(), b"links").unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let scopes: Vec<_> = (0..10)
+        .map(|i| caches.scan_files(&[format!("/scope/{i}")]))
+        .collect();
+    let long_ago = std::time::SystemTime::now() - 30 * day;
+    for (i, path) in scopes.iter().enumerate() {
+        let file = std::fs::File::create(path).unwrap();
+        file.set_modified(long_ago + i as u32 * day).unwrap();
+    }
+    // Used just now: the oldest scope becomes the newest.
+    CacheDir::touch(&scopes[0]);
+    assert_eq!(caches.prune_scan_files(8), 2);
+    let kept = |p: &std::path::PathBuf| p.exists();
+    assert!(kept(&scopes[0]));
+    assert!(!kept(&scopes[1]) && !kept(&scopes[2]));
+    assert!(scopes[3..].iter().all(kept));
+    assert!(kept(&caches.files()) && kept(&caches.verified_links()));
+    assert_eq!(caches.prune_scan_files(8), 0);
 }
