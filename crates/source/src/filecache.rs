@@ -117,7 +117,7 @@ impl CacheDir {
             })
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        caches.sort_by(|a, b| b.0.cmp(&a.0));
+        caches.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         caches
             .iter()
             .skip(keep)
