@@ -287,7 +287,7 @@ fn each_scope_has_its_own_saved_files_and_old_scopes_are_pruned() {
 
     std::fs::write(caches.files(), b"daemon").unwrap();
     std::fs::write(caches.verified_links(), b"links").unwrap();
-    let day = std::time::Duration::from_secs(86_400);
+    let day = Duration::from_secs(86_400);
     let scopes: Vec<_> = (0..10)
         .map(|i| caches.scan_files(&[format!("/scope/{i}")]))
         .collect();
