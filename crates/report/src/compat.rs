@@ -369,7 +369,7 @@ fn location_labels(location: &Location) -> Option<Labels> {
 /// The serial as Go's `big.Int.String()`: decimal, `-` for negative ones.
 fn serial_decimal(cert: &certvigil_core::Certificate) -> String {
     let digits = decimal(cert.serial.as_bytes());
-    if cert.serial_negative && digits != "0" {
+    if cert.serial.is_negative() && digits != "0" {
         format!("-{digits}")
     } else {
         digits

@@ -41,7 +41,7 @@ const MAGIC: &[u8; 8] = b"CVFILES\n";
 
 /// The layout of what is saved. Bump it when [`Entry`] or anything it holds changes shape:
 /// postcard is not self-describing, and the test `saved_layout_is_pinned` fails first.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// Files per saved chunk (about half a megabyte).
 const CHUNK: usize = 1024;
@@ -587,15 +587,14 @@ mod tests {
         Curve, ExtendedKeyUsage, HashAlgorithm, IssuerKey, KeyAlgorithm, Profile, Sans, Serial,
         SignatureAlgorithm, SubjectAltName,
     };
-    use std::num::NonZeroU64;
+    use std::num::NonZeroU32;
 
     use super::*;
 
     fn certificate() -> Certificate {
         Certificate {
             fingerprint: [7; 32],
-            serial: Serial::new(&[1, 2, 3]),
-            serial_negative: false,
+            serial: Serial::new(&[1, 2, 3], false),
             subject: "CN=leaf.example".into(),
             issuer: "CN=Issuing CA,O=Example".into(),
             subject_id: 11,
@@ -620,8 +619,8 @@ mod tests {
                 }),
                 version: 3,
             }),
-            subject_key_id: NonZeroU64::new(21),
-            authority_key_id: NonZeroU64::new(22),
+            subject_key_id: NonZeroU32::new(21),
+            authority_key_id: NonZeroU32::new(22),
             issuer_spki: Some(Box::new(IssuerKey {
                 der: Arc::from(&b"spki"[..]),
                 id: [5; 32],
@@ -665,16 +664,35 @@ mod tests {
     }
 
     #[test]
+    fn serials_keep_their_sign_and_length_when_saved() {
+        let long: Vec<u8> = (1..=25).collect();
+        for serial in [
+            Serial::new(&[1, 2, 3], false),
+            Serial::new(&[1], true),
+            Serial::new(&long, true),
+            Serial::new(&[], false),
+        ] {
+            let saved = postcard::to_allocvec(&serial).unwrap();
+            assert_eq!(postcard::from_bytes::<Serial>(&saved).unwrap(), serial);
+        }
+        // Neither 0 nor 1 as the sign, or no sign at all: damage.
+        for bad in [&[2u8, 1][..], &[]] {
+            let saved = postcard::to_allocvec(bad).unwrap();
+            assert!(postcard::from_bytes::<Serial>(&saved).is_err());
+        }
+    }
+
+    #[test]
     fn saved_layout_is_pinned() {
         // postcard is not self-describing: a saved cache is only readable by the layout that
         // wrote it. When this fails, the saved form changed: bump FORMAT, then update the
         // expected bytes here.
         let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
         let bytes = postcard::to_allocvec(&entry).unwrap();
-        assert_eq!(FORMAT, 2);
+        assert_eq!(FORMAT, 3);
         assert_eq!(
             certvigil_core::cert::hex(&bytes),
-            "010203080a01070707070707070707070707070707070707070707070707070707070707070703010203000f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3109090909090909090909090909090909020280020204000001800101000100000301150116010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
+            "010203080a01070707070707070707070707070707070707070707070707070707070707070704000102030f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3109090909090909090909090909090909020280020204000001800101000100000301150116010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
         );
     }
 
