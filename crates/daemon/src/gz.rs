@@ -73,6 +73,22 @@ pub(crate) struct ParallelGz {
     reused: usize,
     /// Where followers see each block as soon as it is deflated.
     progress: Option<watch::Sender<Progress>>,
+    /// Where blocks go instead of memory (see [`Self::spilling`]).
+    spill: Option<Spill>,
+}
+
+/// A file that receives the gzip stream as it is deflated.
+struct Spill {
+    file: std::fs::File,
+    len: u64,
+}
+
+/// A finished gzip stream kept in a file (unlinked: it goes away with its last reader) and
+/// read from there for each response, so it takes no memory between responses.
+#[derive(Clone)]
+pub(crate) struct SpilledBody {
+    file: Arc<std::fs::File>,
+    len: u64,
 }
 
 /// Sees an output while it is being compressed.
@@ -112,7 +128,44 @@ impl ParallelGz {
             previous: HashMap::new(),
             reused: 0,
             progress: None,
+            spill: None,
         }
+    }
+
+    /// As [`Self::new`], writing the stream to `file` as each block is deflated instead of
+    /// keeping it: the output is never held in memory, whole or growing.
+    pub(crate) fn spilling(mut file: std::fs::File) -> io::Result<Self> {
+        file.write_all(&HEADER)?;
+        Ok(Self {
+            spill: Some(Spill {
+                file,
+                len: HEADER.len() as u64,
+            }),
+            ..Self::new()
+        })
+    }
+
+    /// Ends a [`Self::spilling`] stream: the last blocks and the gzip trailer go to its file.
+    pub(crate) fn finish_spilled(mut self) -> io::Result<SpilledBody> {
+        if !self.current.is_empty() {
+            self.cut()?;
+        }
+        self.deflate_full()?;
+        let tail = self.tail(b"");
+        let Some(mut spill) = self.spill.take() else {
+            return Err(io::Error::other("not a spilling stream"));
+        };
+        spill.file.write_all(&tail)?;
+        Ok(SpilledBody {
+            len: spill.len + tail.len() as u64,
+            file: Arc::new(spill.file),
+        })
+    }
+
+    /// The end of the stream after everything written and then `tail`: the last deflate
+    /// block, the CRC-32 and the length.
+    fn tail(&self, tail: &[u8]) -> Vec<u8> {
+        tail_of(&self.crc, self.written, tail)
     }
 
     /// As [`Self::new`], taking every block that comes out the same as one of `previous`
@@ -144,10 +197,11 @@ impl ParallelGz {
     }
 
     pub(crate) fn finish(mut self) -> GzBody {
+        // Only a spilling stream can fail, and it ends in `finish_spilled`.
         if !self.current.is_empty() {
-            self.cut();
+            let _ = self.cut();
         }
-        self.deflate_full();
+        let _ = self.deflate_full();
         let body = GzBody {
             blocks: self.blocks.into(),
             crc: self.crc,
@@ -164,16 +218,17 @@ impl ParallelGz {
     }
 
     /// Ends the block being written.
-    fn cut(&mut self) {
+    fn cut(&mut self) -> io::Result<()> {
         // Handed over, not copied: a copy would hold the block twice while it waits for a core.
         let block = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK_CAPACITY));
         self.full.push(block);
         if self.full.len() >= rayon::current_num_threads() {
-            self.deflate_full();
+            self.deflate_full()?;
         }
+        Ok(())
     }
 
-    fn deflate_full(&mut self) {
+    fn deflate_full(&mut self) -> io::Result<()> {
         let previous = &self.previous;
         let blocks: Vec<(Block, bool)> = self
             .full
@@ -202,12 +257,19 @@ impl ParallelGz {
         for (block, reused) in blocks {
             self.crc.combine(&block.crc);
             self.reused += usize::from(reused);
-            self.blocks.push(block);
+            match &mut self.spill {
+                Some(spill) => {
+                    spill.file.write_all(&block.deflated)?;
+                    spill.len += block.deflated.len() as u64;
+                }
+                None => self.blocks.push(block),
+            }
         }
         if let Some(progress) = &self.progress {
             let new = &self.blocks[first..];
             progress.send_modify(|p| p.blocks.extend(new.iter().map(|b| b.deflated.clone())));
         }
+        Ok(())
     }
 }
 
@@ -235,12 +297,12 @@ impl Write for ParallelGz {
                 let body = &self.current[..len - 1];
                 let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
                 if crc32fast::hash(&self.current[start..]).is_multiple_of(CUT_EVERY) {
-                    self.cut();
+                    self.cut()?;
                     continue;
                 }
             }
             if len == MAX_BLOCK {
-                self.cut();
+                self.cut()?;
             }
         }
         Ok(buf.len())
@@ -260,13 +322,7 @@ impl GzBody {
     /// The complete gzip stream of everything written and then `tail`: the shared blocks and
     /// a few closing bytes.
     pub(crate) fn closed_with(&self, tail: &[u8]) -> Vec<Bytes> {
-        let mut crc = self.crc.clone();
-        crc.update(tail);
-        let mut end = deflate(tail, FlushCompress::Finish);
-        let len = self.written + tail.len() as u64;
-        end.extend_from_slice(&crc.finalize().to_le_bytes());
-        // ISIZE is the length modulo 2^32.
-        end.extend_from_slice(&(len as u32).to_le_bytes());
+        let end = tail_of(&self.crc, self.written, tail);
         let mut parts = Vec::with_capacity(self.blocks.len() + 2);
         parts.push(Bytes::from_static(&HEADER));
         parts.extend(self.blocks.iter().map(|b| b.deflated.clone()));
@@ -278,6 +334,77 @@ impl GzBody {
     #[cfg(test)]
     fn compressed_len(&self) -> usize {
         self.blocks.iter().map(|b| b.deflated.len()).sum()
+    }
+}
+
+/// The end of a gzip stream of `written` bytes so far, after `tail`: the last deflate block,
+/// the CRC-32 and the length.
+fn tail_of(crc: &crc32fast::Hasher, written: u64, tail: &[u8]) -> Vec<u8> {
+    let mut crc = crc.clone();
+    crc.update(tail);
+    let mut end = deflate(tail, FlushCompress::Finish);
+    let len = written + tail.len() as u64;
+    end.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE is the length modulo 2^32.
+    end.extend_from_slice(&(len as u32).to_le_bytes());
+    end
+}
+
+impl SpilledBody {
+    /// The gzip stream, read as it is sent.
+    pub(crate) fn stream(&self) -> impl Stream<Item = io::Result<Bytes>> + Send + use<> {
+        let body = self.clone();
+        futures_util::stream::try_unfold(0u64, move |offset| {
+            let body = body.clone();
+            async move {
+                if offset >= body.len {
+                    return Ok(None);
+                }
+                let chunk = tokio::task::spawn_blocking(move || body.read_chunk(offset))
+                    .await
+                    .map_err(io::Error::other)??;
+                let next = offset + chunk.len() as u64;
+                Ok(Some((chunk, next)))
+            }
+        })
+    }
+
+    /// The gzip stream as a reader (for decompressing it).
+    pub(crate) fn reader(&self) -> impl io::Read + Send + 'static {
+        SpilledReader {
+            body: self.clone(),
+            offset: 0,
+        }
+    }
+
+    fn read_chunk(&self, offset: u64) -> io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        const CHUNK: u64 = 256 << 10;
+        let mut buf = vec![0; CHUNK.min(self.len - offset) as usize];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+struct SpilledReader {
+    body: SpilledBody,
+    offset: u64,
+}
+
+impl io::Read for SpilledReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.body.len.saturating_sub(self.offset);
+        let want = (buf.len() as u64).min(left) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.body.file.read_at(&mut buf[..want], self.offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -504,6 +631,42 @@ mod tests {
         let text: Vec<u8> = (0..MIN_BLOCK).map(|i| (i * 31 % 241) as u8).collect();
         let out = deflate(&text, FlushCompress::Sync);
         assert_eq!(out.len(), out.capacity());
+    }
+
+    /// A spilled stream is byte for byte the one kept in memory, read back whole by the
+    /// response stream and by the reader; none of it stays in memory.
+    #[test]
+    fn a_spilled_stream_is_the_same_stream_read_from_its_file() {
+        use futures_util::StreamExt;
+        let text = text(5 * MAX_BLOCK + 12_345);
+        let (in_memory, _) = gzip(&text, 8192, None);
+        let mut spilling = ParallelGz::spilling(tempfile::tempfile().unwrap()).unwrap();
+        for piece in text.chunks(8192) {
+            spilling.write_all(piece).unwrap();
+        }
+        assert!(spilling.blocks.is_empty());
+        let spilled = spilling.finish_spilled().unwrap();
+        let expected = in_memory.closed_with(b"").concat();
+        assert_eq!(spilled.len, expected.len() as u64);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let chunks: Vec<Bytes> = runtime
+            .block_on(async { spilled.stream().map(|chunk| chunk.unwrap()).collect().await });
+        assert!(chunks.len() > 1, "sent in pieces");
+        assert_eq!(chunks.concat(), expected);
+        let mut read = Vec::new();
+        spilled.reader().read_to_end(&mut read).unwrap();
+        assert_eq!(read, expected);
+        assert_eq!(gunzip_single_member(&chunks), text);
+
+        let empty = ParallelGz::spilling(tempfile::tempfile().unwrap()).unwrap();
+        let empty = empty.finish_spilled().unwrap();
+        let mut read = Vec::new();
+        empty.reader().read_to_end(&mut read).unwrap();
+        assert!(gunzip_single_member(&[Bytes::from(read)]).is_empty());
     }
 
     #[test]

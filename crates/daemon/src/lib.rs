@@ -312,6 +312,8 @@ enum Output {
         after_first: bool,
     },
     Done(gz::GzBody),
+    /// Done, and kept in a file in the cache directory rather than in memory.
+    Spilled(gz::SpilledBody),
 }
 
 impl Output {
@@ -319,7 +321,7 @@ impl Output {
         match self {
             Self::Pending => false,
             Self::Compressing { after_first, .. } => *after_first,
-            Self::Done(_) => true,
+            Self::Done(_) | Self::Spilled(_) => true,
         }
     }
 }
@@ -339,6 +341,17 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             followed_response(&headers, JSON, progress, b"").await
         }
         Output::Done(body) => compressed_response(&headers, JSON, body.closed_with(b"")),
+        Output::Spilled(body) if accepts(&headers, header::ACCEPT_ENCODING, "gzip") => (
+            [
+                (header::CONTENT_TYPE, JSON),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            Body::from_stream(body.stream()),
+        )
+            .into_response(),
+        Output::Spilled(body) => {
+            ([(header::CONTENT_TYPE, JSON)], gunzip(body.reader())).into_response()
+        }
     }
 }
 
@@ -362,6 +375,9 @@ fn compressed_response(
         )
             .into_response()
     } else {
+        let parts = PartsReader {
+            parts: parts.into(),
+        };
         ([(header::CONTENT_TYPE, content_type)], gunzip(parts)).into_response()
     }
 }
@@ -376,13 +392,11 @@ fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
 
 /// For the rare client that does not take gzip: decompressed as it is sent, so a plain
 /// scrape of 100 MB of text never holds that text in memory.
-fn gunzip(parts: Vec<Bytes>) -> Body {
+fn gunzip(compressed: impl io::Read + Send + 'static) -> Body {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut decoder = flate2::read::GzDecoder::new(PartsReader {
-            parts: parts.into(),
-        });
+        let mut decoder = flate2::read::GzDecoder::new(compressed);
         let mut buf = vec![0; 256 * 1024];
         loop {
             let chunk = match decoder.read(&mut buf) {
@@ -642,17 +656,24 @@ fn scan_once(
         .collect();
     report.source_labels = &labels;
     tracing::debug!(elapsed = ?started.elapsed(), remembered_files = shared.files.len(), from_memory = shared.files.hits(), "scanned and checked");
-    // The previous /status goes first, or it would sit in memory next to the served metrics
-    // and the new ones' changed blocks; until the new one is rendered, /status clients follow it.
-    let (mut status, progress) = gz::ParallelGz::followed();
-    {
-        let mut output = shared.status.write().unwrap_or_else(|e| e.into_inner());
-        let after_first = output.published();
-        *output = Output::Compressing {
-            progress,
-            after_first,
-        };
-    }
+    // With a cache directory, /status goes to a file there as it is compressed (13 MB for a
+    // hundred thousand certificates, seldom read), and the previous one is served until the
+    // new one is complete. Without, the previous one goes first, or it would sit in memory
+    // next to the served metrics and the new ones' changed blocks; until the new one is
+    // rendered, /status clients follow it.
+    let status = match spill_file(shared) {
+        Some(file) => StatusRender::Spilling(file),
+        None => {
+            let (gz, progress) = gz::ParallelGz::followed();
+            let mut output = shared.status.write().unwrap_or_else(|e| e.into_inner());
+            let after_first = output.published();
+            *output = Output::Compressing {
+                progress,
+                after_first,
+            };
+            StatusRender::InMemory(gz)
+        }
+    };
     // Rendered straight into the compressor: the full text never sits in memory. The first
     // time, scrapers already waiting follow the blocks as they are compressed; after that,
     // what did not change is taken from the metrics being served.
@@ -727,13 +748,45 @@ fn scan_once(
     drop(previous);
     drop(snapshot);
     // /readyz waits for this one too.
-    if let Err(e) = json::write(&report, &mut status) {
-        tracing::error!(error = %e, "rendering status failed");
+    let rendered = match status {
+        StatusRender::Spilling(file) => {
+            let spilled = gz::ParallelGz::spilling(file).and_then(|mut gz| {
+                json::write(&report, &mut gz)?;
+                gz.finish_spilled()
+            });
+            spilled.map(Output::Spilled).map_err(|e| {
+                // The previous /status stays served.
+                tracing::error!(error = %e, "rendering status to the cache directory failed");
+            })
+        }
+        StatusRender::InMemory(mut gz) => {
+            if let Err(e) = json::write(&report, &mut gz) {
+                tracing::error!(error = %e, "rendering status failed");
+            }
+            Ok(Output::Done(gz.finish()))
+        }
+    };
+    if let Ok(output) = rendered {
+        *shared.status.write().unwrap_or_else(|e| e.into_inner()) = output;
     }
-    *shared.status.write().unwrap_or_else(|e| e.into_inner()) = Output::Done(status.finish());
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
     save_files(shared, false);
     first
+}
+
+enum StatusRender {
+    Spilling(std::fs::File),
+    InMemory(gz::ParallelGz),
+}
+
+/// A new unlinked file in the cache directory for the next /status, if there is one.
+fn spill_file(shared: &Shared) -> Option<std::fs::File> {
+    let dir = shared.cache_dir.as_ref()?.path();
+    let file = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir));
+    file.inspect_err(|e| {
+        tracing::warn!(dir = %dir.display(), error = %e, "/status kept in memory: no file for it in the cache directory");
+    })
+    .ok()
 }
 
 /// Decoded files are saved at most this often, and at stop: a hundred thousand files make
@@ -946,6 +999,33 @@ mod tests {
                 .unwrap();
             assert_eq!(unpacked, text);
             assert_eq!(plain, text);
+        });
+    }
+
+    /// A /status kept in a file is served from there, compressed or not.
+    #[test]
+    fn a_spilled_status_is_served_from_its_file() {
+        let runtime = runtime();
+        let shared = shared();
+        let json: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("{{\"n\":{}}}\n", i % 997).into_bytes())
+            .collect();
+        let mut gz = gz::ParallelGz::spilling(tempfile::tempfile().unwrap()).unwrap();
+        gz.write_all(&json).unwrap();
+        let spilled = gz.finish_spilled().unwrap();
+        *shared.status.write().unwrap() = Output::Spilled(spilled);
+        assert!(shared.status.read().unwrap().published());
+        runtime.block_on(async {
+            let [gzip, plain] = gzip_and_plain(&shared, status);
+            let gzip = gzip.await.unwrap();
+            assert_eq!(gzip.headers()[header::CONTENT_ENCODING], "gzip");
+            let gzip = body(gzip).await;
+            let mut unpacked = Vec::new();
+            flate2::read::GzDecoder::new(&gzip[..])
+                .read_to_end(&mut unpacked)
+                .unwrap();
+            assert_eq!(unpacked, json);
+            assert_eq!(body(plain.await.unwrap()).await, json);
         });
     }
 

@@ -70,6 +70,10 @@ impl CacheDir {
         Self(dir.into())
     }
 
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
     pub fn verified_links(&self) -> PathBuf {
         self.0.join("verified-links")
     }
