@@ -754,24 +754,25 @@ fn scan_once(
                 json::write(&report, &mut gz)?;
                 gz.finish_spilled()
             });
-            spilled.map(Output::Spilled).map_err(|e| {
-                // The previous /status stays served.
-                tracing::error!(error = %e, "rendering status to the cache directory failed");
+            spilled.map(Output::Spilled).unwrap_or_else(|e| {
+                // A full disk must not leave /status stale: this one is kept in memory.
+                tracing::warn!(error = %e, "/status kept in memory: writing it to the cache directory failed");
+                render_status_in_memory(&report, gz::ParallelGz::new())
             })
         }
-        StatusRender::InMemory(mut gz) => {
-            if let Err(e) = json::write(&report, &mut gz) {
-                tracing::error!(error = %e, "rendering status failed");
-            }
-            Ok(Output::Done(gz.finish()))
-        }
+        StatusRender::InMemory(gz) => render_status_in_memory(&report, gz),
     };
-    if let Ok(output) = rendered {
-        *shared.status.write().unwrap_or_else(|e| e.into_inner()) = output;
-    }
+    *shared.status.write().unwrap_or_else(|e| e.into_inner()) = rendered;
     tracing::debug!(elapsed = ?started.elapsed(), "status rendered");
     save_files(shared, false);
     first
+}
+
+fn render_status_in_memory(report: &Report<'_>, mut gz: gz::ParallelGz) -> Output {
+    if let Err(e) = json::write(report, &mut gz) {
+        tracing::error!(error = %e, "rendering status failed");
+    }
+    Output::Done(gz.finish())
 }
 
 enum StatusRender {
