@@ -12,6 +12,9 @@
 //! ([`Progress`], [`follow`]): a scraper waiting for a daemon that just started receives and
 //! unpacks the first blocks while the last ones are still being deflated.
 //!
+//! An output seldom read can go to a file instead of memory as it is deflated
+//! ([`ParallelGz::spilling`], [`SpilledBody`]).
+//!
 //! Blocks are cut where the content says (after certain lines), and each is deflated with a
 //! fresh compressor, so a block's bytes depend on its text alone. A rescan's output is cut the
 //! same way as the one being served except around what changed, and every block whose text

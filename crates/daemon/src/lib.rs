@@ -104,8 +104,9 @@ struct Shared {
     config: RwLock<Arc<Config>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// `/status`, rendered after the metrics of the same scan are published (so a change
-    /// reaches /metrics first). The previous one is dropped when the next is started, so
-    /// two never sit in memory together; meanwhile clients follow the new one.
+    /// reaches /metrics first). Kept in a file of the cache directory when there is one, and
+    /// then served until the next is complete; otherwise the previous one is dropped when the
+    /// next is started, so two never sit in memory together, and clients follow the new one.
     status: RwLock<Output>,
     /// The first scan's metrics while they are being compressed (see [`gz::follow`]).
     first_metrics: RwLock<Option<gz::Follower>>,
@@ -972,6 +973,21 @@ mod tests {
         })
     }
 
+    /// JSON-like lines that compress well but not to nothing.
+    fn numbered_json(lines: u32, modulo: u32) -> Vec<u8> {
+        (0..lines)
+            .flat_map(|i| format!("{{\"n\":{}}}\n", i % modulo).into_bytes())
+            .collect()
+    }
+
+    fn gunzipped(gzip: &[u8]) -> Vec<u8> {
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(gzip)
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        unpacked
+    }
+
     /// Before the first metrics exist, /metrics is 503; while they are being compressed, a
     /// gzip client and a plain one both get the whole text, once it is done.
     #[test]
@@ -994,11 +1010,7 @@ mod tests {
             let plain = body(plain.await.unwrap()).await;
             let finished = writer.await.unwrap();
             assert_eq!(gzip, finished.closed_with(b"").concat());
-            let mut unpacked = Vec::new();
-            flate2::read::GzDecoder::new(&gzip[..])
-                .read_to_end(&mut unpacked)
-                .unwrap();
-            assert_eq!(unpacked, text);
+            assert_eq!(gunzipped(&gzip), text);
             assert_eq!(plain, text);
         });
     }
@@ -1008,9 +1020,7 @@ mod tests {
     fn a_spilled_status_is_served_from_its_file() {
         let runtime = runtime();
         let shared = shared();
-        let json: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| format!("{{\"n\":{}}}\n", i % 997).into_bytes())
-            .collect();
+        let json = numbered_json(300_000, 997);
         let mut gz = gz::ParallelGz::spilling(tempfile::tempfile().unwrap()).unwrap();
         gz.write_all(&json).unwrap();
         let spilled = gz.finish_spilled().unwrap();
@@ -1020,12 +1030,7 @@ mod tests {
             let [gzip, plain] = gzip_and_plain(&shared, status);
             let gzip = gzip.await.unwrap();
             assert_eq!(gzip.headers()[header::CONTENT_ENCODING], "gzip");
-            let gzip = body(gzip).await;
-            let mut unpacked = Vec::new();
-            flate2::read::GzDecoder::new(&gzip[..])
-                .read_to_end(&mut unpacked)
-                .unwrap();
-            assert_eq!(unpacked, json);
+            assert_eq!(gunzipped(&body(gzip).await), json);
             assert_eq!(body(plain.await.unwrap()).await, json);
         });
     }
@@ -1036,9 +1041,7 @@ mod tests {
     fn status_is_followed_while_it_is_rendered_again() {
         let runtime = runtime();
         let shared = shared();
-        let json: Vec<u8> = (0..400_000u32)
-            .flat_map(|i| format!("{{\"n\":{}}}\n", i % 991).into_bytes())
-            .collect();
+        let json = numbered_json(400_000, 991);
         runtime.block_on(async {
             let install = |after_first| {
                 let (gz, progress) = gz::ParallelGz::followed();

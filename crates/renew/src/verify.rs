@@ -1,7 +1,9 @@
 //! Proof that a reload took: handshake with each endpoint of the target and compare the leaf it
 //! serves with the one just deployed, retrying within a grace period. One good handshake is not
 //! enough: while a server rolls its workers over (nginx after a reload), fresh connections can
-//! still land on an old worker, so the new leaf must be seen on several handshakes in a row.
+//! still land on an old worker until it notices it should stop accepting, which under load can
+//! take a while. So the new leaf must be seen on several handshakes in a row, spread over half
+//! a second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,10 @@ pub struct VerifyError {
 /// Consecutive handshakes that must present the new leaf.
 pub const CONFIRMATIONS: u32 = 3;
 
+/// Time between those handshakes. 20 ms let an nginx worker that was slow to take its
+/// reload signal (a loaded machine) serve the old leaf right after the check had passed.
+pub const CONFIRMATION_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Waits until `endpoint` serves `expected_leaf_der` as its leaf on [`CONFIRMATIONS`]
 /// handshakes in a row, for at most `grace`.
 pub async fn served(
@@ -45,7 +51,7 @@ pub async fn served(
                 if confirmed == CONFIRMATIONS {
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(CONFIRMATION_INTERVAL).await;
                 continue;
             }
             Some(leaf) => match Certificate::from_der(leaf) {
