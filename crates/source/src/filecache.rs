@@ -667,6 +667,29 @@ mod tests {
         out
     }
 
+    /// Summaries read back share their issuer name and profile from the start, rather than
+    /// each bringing a copy for the name table to drop (which left the allocator's slabs
+    /// mostly empty after a load).
+    #[test]
+    fn saved_summaries_come_back_sharing_issuer_and_profile() {
+        let mut other = certificate();
+        other.fingerprint = [8; 32];
+        other.subject = "CN=other.example".into();
+        let saved = postcard::to_allocvec(&vec![certificate(), other]).unwrap();
+        let back: Vec<Certificate> = postcard::from_bytes(&saved).unwrap();
+        assert!(Arc::ptr_eq(&back[0].issuer, &back[1].issuer));
+        assert!(Arc::ptr_eq(&back[0].profile, &back[1].profile));
+        assert!(!Arc::ptr_eq(&back[0].subject, &back[1].subject));
+        assert_eq!(&*back[1].issuer, "CN=Issuing CA,O=Example");
+        assert_eq!(back[1].profile, certificate().profile);
+
+        let mut elsewhere = certificate();
+        elsewhere.issuer = "CN=Another CA".into();
+        let saved = postcard::to_allocvec(&elsewhere).unwrap();
+        let back: Certificate = postcard::from_bytes(&saved).unwrap();
+        assert_eq!(&*back.issuer, "CN=Another CA");
+    }
+
     #[test]
     fn serials_keep_their_sign_and_length_when_saved() {
         let long: Vec<u8> = (1..=25).collect();
