@@ -340,7 +340,7 @@ impl<'de> Deserialize<'de> for Serial {
 /// saved files: 7 MB more resident than the same files read from disk.
 ///
 /// [`NameTable`]: crate::inventory::NameTable
-mod saved {
+pub mod saved {
     use std::cell::RefCell;
     use std::collections::HashSet;
     use std::sync::Arc;
@@ -351,6 +351,13 @@ mod saved {
 
     /// More distinct values than this on one thread is not a handful: start over.
     const KEPT: usize = 1024;
+
+    /// Lets go of this thread's copies, so the name table can prune what no certificate
+    /// uses any more. Called on every decoding thread once a saved cache is read.
+    pub fn forget() {
+        ISSUERS.with(|kept| kept.borrow_mut().clear());
+        PROFILES.with(|kept| kept.borrow_mut().clear());
+    }
 
     thread_local! {
         static ISSUERS: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());

@@ -386,6 +386,8 @@ impl FileCache {
                 break;
             }
         }
+        rayon::broadcast(|_| certvigil_core::cert::saved::forget());
+        certvigil_core::cert::saved::forget();
         Ok(Self {
             state: Mutex::new(state),
             ..Self::default()
@@ -682,6 +684,16 @@ mod tests {
         assert!(!Arc::ptr_eq(&back[0].subject, &back[1].subject));
         assert_eq!(&*back[1].issuer, "CN=Issuing CA,O=Example");
         assert_eq!(back[1].profile, certificate().profile);
+
+        // Once a load is over the thread lets go, so the name table can prune them.
+        let again: Certificate =
+            postcard::from_bytes(&postcard::to_allocvec(&back[0]).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&again.issuer, &back[0].issuer));
+        certvigil_core::cert::saved::forget();
+        let after: Certificate =
+            postcard::from_bytes(&postcard::to_allocvec(&back[0]).unwrap()).unwrap();
+        assert!(!Arc::ptr_eq(&after.issuer, &back[0].issuer));
+        assert!(!Arc::ptr_eq(&after.profile, &back[0].profile));
 
         let mut elsewhere = certificate();
         elsewhere.issuer = "CN=Another CA".into();
