@@ -41,7 +41,7 @@ const MAGIC: &[u8; 8] = b"CVFILES\n";
 
 /// The layout of what is saved. Bump it when [`Entry`] or anything it holds changes shape:
 /// postcard is not self-describing, and the test `saved_layout_is_pinned` fails first.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// Files per saved chunk (about half a megabyte).
 const CHUNK: usize = 1024;
@@ -203,7 +203,7 @@ impl State {
 /// are the very ones the inventory holds, not copies.
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    stamp: Stamp,
+    stamp: StampDigest,
     #[serde(skip)]
     used: u32,
     certs: Box<[Arc<Certificate>]>,
@@ -220,7 +220,8 @@ struct Rare {
     errors: Box<[ParseError]>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A file's identity, size and change times when it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
@@ -246,10 +247,33 @@ impl Stamp {
         let changed = self.mtime_ns.max(self.ctime_ns).div_euclid(1_000_000_000);
         changed + SETTLED_SECS <= now
     }
+
+    fn digest(&self) -> StampDigest {
+        let mut bytes = [0u8; 40];
+        let fields = [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime_ns as u64,
+            self.ctime_ns as u64,
+        ];
+        for (chunk, field) in bytes.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&field.to_le_bytes());
+        }
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&certvigil_core::cert::fingerprint(&bytes)[..16]);
+        StampDigest(digest)
+    }
 }
 
+/// What a remembered file is compared by: SHA-256 of its [`Stamp`] cut to 16 bytes, 24 fewer
+/// than the stamp for each of a hundred thousand files. Only equality matters, and two
+/// different stamps agree here as rarely as any two inputs of a 128-bit hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StampDigest([u8; 16]);
+
 impl Entry {
-    fn new(stamp: Stamp, used: u32, content: &SourceContent) -> Self {
+    fn new(stamp: StampDigest, used: u32, content: &SourceContent) -> Self {
         let rare =
             (content.encrypted_keys > 0 || !content.crls.is_empty() || !content.errors.is_empty())
                 .then(|| {
@@ -465,10 +489,11 @@ impl FileCache {
     /// cache holds it (for the inventory to share).
     pub(crate) fn get(&self, path: &Path, stamp: Stamp) -> Option<(Arc<str>, SourceContent)> {
         let generation = self.generation();
+        let digest = stamp.digest();
         let mut state = self.lock();
         let at = state.position(path.to_str()?)?;
         let (path, entry) = &mut state.entries[at];
-        if entry.stamp != stamp {
+        if entry.stamp != digest {
             return None;
         }
         entry.used = generation;
@@ -489,7 +514,7 @@ impl FileCache {
             }
         }
         // Built outside the lock: the scan's threads contend only for the insert.
-        let entry = Entry::new(stamp, self.generation(), content);
+        let entry = Entry::new(stamp.digest(), self.generation(), content);
         self.lock().insert(path.clone(), entry);
         self.changed.store(true, Ordering::Relaxed);
     }
@@ -634,15 +659,19 @@ mod tests {
         }
     }
 
+    fn stamp() -> Stamp {
+        Stamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        }
+    }
+
     fn entry(links: Box<[(u32, u32, LinkStatus)]>) -> Entry {
         Entry {
-            stamp: Stamp {
-                dev: 1,
-                ino: 2,
-                size: 3,
-                mtime_ns: 4,
-                ctime_ns: 5,
-            },
+            stamp: stamp().digest(),
             used: 0,
             certs: vec![Arc::new(certificate())].into(),
             links,
@@ -702,6 +731,12 @@ mod tests {
         assert_eq!(&*back.issuer, "CN=Another CA");
     }
 
+    /// A hundred thousand of these stay in a daemon's memory: growing one should be a choice.
+    #[test]
+    fn a_remembered_file_stays_small() {
+        assert_eq!(size_of::<(Arc<str>, Entry)>(), 96);
+    }
+
     #[test]
     fn serials_keep_their_sign_and_length_when_saved() {
         let long: Vec<u8> = (1..=25).collect();
@@ -728,10 +763,10 @@ mod tests {
         // expected bytes here.
         let entry = entry(vec![(0, 0, LinkStatus::Verified)].into());
         let bytes = postcard::to_allocvec(&entry).unwrap();
-        assert_eq!(FORMAT, 3);
+        assert_eq!(FORMAT, 4);
         assert_eq!(
             certvigil_core::cert::hex(&bytes),
-            "010203080a01070707070707070707070707070707070707070707070707070707070707070704000102030f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3109090909090909090909090909090909020280020204000001800101000100000301150116010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
+            "ea0d7246ca8346f6137619c0aaf7410a01070707070707070707070707070707070707070707070707070707070707070704000102030f434e3d6c6561662e6578616d706c6517434e3d49737375696e672043412c4f3d4578616d706c650b0c80c49fd50c80c8ceb40d1d444e533a6c6561662e6578616d706c650a49503a3139322e302e322e3109090909090909090909090909090909020280020204000001800101000100000301150116010473706b6905050505050505050505050505050505050505050505050505050505050505050100000001020209090909090909090909090909090909010100010503"
         );
     }
 
@@ -743,7 +778,7 @@ mod tests {
         assert_eq!(cache.len(), 1);
         cache.start_scan();
         let (path, content) = cache
-            .get(Path::new("/etc/ssl/leaf.pem"), entry.stamp)
+            .get(Path::new("/etc/ssl/leaf.pem"), stamp())
             .expect("the saved file is remembered with its stamp");
         assert_eq!(&*path, "/etc/ssl/leaf.pem");
         assert_eq!(content.certs[0].fingerprint, [7; 32]);
@@ -752,11 +787,23 @@ mod tests {
         assert_eq!(content.keys, entry.keys.to_vec());
         assert_eq!(content.errors, vec![ParseError::TrailingData(3)]);
         assert_eq!(content.encrypted_keys, 1);
-        let other = Stamp {
-            size: 4,
-            ..entry.stamp
-        };
-        assert!(cache.get(Path::new("/etc/ssl/leaf.pem"), other).is_none());
+        // Any one field changed is another state of the file.
+        let changed = [
+            Stamp { dev: 9, ..stamp() },
+            Stamp { ino: 9, ..stamp() },
+            Stamp { size: 9, ..stamp() },
+            Stamp {
+                mtime_ns: 9,
+                ..stamp()
+            },
+            Stamp {
+                ctime_ns: 9,
+                ..stamp()
+            },
+        ];
+        for other in changed {
+            assert!(cache.get(Path::new("/etc/ssl/leaf.pem"), other).is_none());
+        }
     }
 
     #[test]
