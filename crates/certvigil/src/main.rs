@@ -485,7 +485,7 @@ fn build_scan_options(
     args: &SourceArgs,
     _policy: &Policy,
     keep_der: bool,
-) -> Result<(ScanOptions, Option<PathBuf>)> {
+) -> Result<(ScanOptions, Option<(CacheDir, PathBuf)>)> {
     let mut options = ScanOptions {
         walk: WalkOptions {
             include: globs(&args.include)?,
@@ -523,7 +523,7 @@ fn build_scan_options(
                 FileCache::new()
             });
         options.file_cache = Some(Arc::new(cache));
-        saved_files = Some(path);
+        saved_files = Some((dir, path));
     }
     for ca in &args.ca_file {
         if !ca.is_file() {
@@ -580,9 +580,8 @@ fn cache_dir() -> Option<CacheDir> {
 
 /// Saves the decoded files for the next run (failing to only costs that run some speed), and
 /// lets go of the cache's own table before the report is rendered.
-fn save_file_cache(options: &mut ScanOptions, path: Option<PathBuf>) {
-    let (Some(files), Some(path), Some(dir)) = (options.file_cache.take(), path, cache_dir())
-    else {
+fn save_file_cache(options: &mut ScanOptions, saved: Option<(CacheDir, PathBuf)>) {
+    let (Some(files), Some((dir, path))) = (options.file_cache.take(), saved) else {
         return;
     };
     match files.save(&path, options.walk.max_file_size) {

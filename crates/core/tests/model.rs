@@ -11,6 +11,10 @@ fn now() -> i64 {
 
 fn add(inventory: &mut Inventory, name: &str, bytes: &[u8]) {
     let content = SourceContent::from_decoded(decode(bytes, &DecodeOptions::default()));
+    add_content(inventory, name, content);
+}
+
+fn add_content(inventory: &mut Inventory, name: &str, content: SourceContent) {
     inventory.add_source(
         NewSource::new(Location::new(SourceKind::File, name)),
         content,
@@ -23,12 +27,16 @@ fn link_all(inventory: &mut Inventory, pems: &[&str]) {
         .iter()
         .flat_map(|p| decode(p.as_bytes(), &DecodeOptions::default()).certs)
         .collect();
+    link_all_der(inventory, &ders);
+}
+
+fn link_all_der(inventory: &mut Inventory, ders: &[Vec<u8>]) {
     let pending: Vec<_> = inventory
         .issuer_pass_plan()
         .into_iter()
         .flat_map(|(_, c)| c)
         .collect();
-    for (child, issuer, status) in inventory.cross_source_links(&ders, &pending) {
+    for (child, issuer, status) in inventory.cross_source_links(ders, &pending) {
         inventory.record_link(child, issuer, status);
     }
 }
@@ -384,22 +392,15 @@ fn leaves_are_checked_against_issuers_read_earlier() {
         "certificates that sign are left to the pass"
     );
 
-    for (name, content) in [("/good.der", good), ("/bad.der", bad)] {
-        inventory.add_source(
-            NewSource::new(Location::new(SourceKind::File, name)),
-            content,
-        );
-    }
-    let plan = inventory.issuer_pass_plan();
-    let left: Vec<&str> = plan
+    add_content(&mut inventory, "/good.der", good);
+    add_content(&mut inventory, "/bad.der", bad);
+    let left: Vec<&str> = inventory
+        .issuer_pass_plan()
         .iter()
-        .flat_map(|(source, _)| [&*inventory.source(*source).location.name])
+        .map(|(source, _)| &*inventory.source(*source).location.name)
         .collect();
     assert_eq!(left, ["/bad.der"], "only the bad signature is read again");
-    let pending: Vec<_> = plan.into_iter().flat_map(|(_, certs)| certs).collect();
-    for (child, issuer, status) in inventory.cross_source_links(&[tampered], &pending) {
-        inventory.record_link(child, issuer, status);
-    }
+    link_all_der(&mut inventory, &[tampered]);
     let leaf_id = inventory
         .find(
             &certvigil_core::Certificate::from_der(&leaf.der)

@@ -150,11 +150,8 @@ impl ParallelGz {
 
     /// Ends a [`Self::spilling`] stream: the last blocks and the gzip trailer go to its file.
     pub(crate) fn finish_spilled(mut self) -> io::Result<SpilledBody> {
-        if !self.current.is_empty() {
-            self.cut()?;
-        }
-        self.deflate_full()?;
-        let tail = self.tail(b"");
+        self.deflate_rest()?;
+        let tail = tail_of(&self.crc, self.written, b"");
         let Some(mut spill) = self.spill.take() else {
             return Err(io::Error::other("not a spilling stream"));
         };
@@ -163,12 +160,6 @@ impl ParallelGz {
             len: spill.len + tail.len() as u64,
             file: Arc::new(spill.file),
         })
-    }
-
-    /// The end of the stream after everything written and then `tail`: the last deflate
-    /// block, the CRC-32 and the length.
-    fn tail(&self, tail: &[u8]) -> Vec<u8> {
-        tail_of(&self.crc, self.written, tail)
     }
 
     /// As [`Self::new`], taking every block that comes out the same as one of `previous`
@@ -201,10 +192,7 @@ impl ParallelGz {
 
     pub(crate) fn finish(mut self) -> GzBody {
         // Only a spilling stream can fail, and it ends in `finish_spilled`.
-        if !self.current.is_empty() {
-            let _ = self.cut();
-        }
-        let _ = self.deflate_full();
+        let _ = self.deflate_rest();
         let body = GzBody {
             blocks: self.blocks.into(),
             crc: self.crc,
@@ -218,6 +206,14 @@ impl ParallelGz {
             });
         }
         body
+    }
+
+    /// Deflates the block being written and those waiting for a core.
+    fn deflate_rest(&mut self) -> io::Result<()> {
+        if !self.current.is_empty() {
+            self.cut()?;
+        }
+        self.deflate_full()
     }
 
     /// Ends the block being written.
