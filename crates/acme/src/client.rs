@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use certvigil_core::Certificate;
 use certvigil_issue::{Identifier, Issued, KeyChoice};
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ExternalAccountKey,
-    NewAccount, NewOrder, Order, OrderStatus,
+    Account, AccountCredentials, AuthorizationHandle, AuthorizationStatus, Authorizations,
+    CertificateIdentifier, ExternalAccountKey, NewAccount, NewOrder, Order, OrderStatus,
 };
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
@@ -100,6 +100,9 @@ pub struct AcmeClient {
     account: Account,
     transport: Transport,
     settings: AcmeSettings,
+    /// Written while a new-order request is in flight, read while an authorization is
+    /// fetched: see [`AcmeClient::new_order`].
+    order_gate: tokio::sync::RwLock<()>,
 }
 
 /// Accepted lateness of the CA's clock for a brand-new certificate's notBefore.
@@ -123,6 +126,7 @@ impl AcmeClient {
             account,
             transport,
             settings,
+            order_gate: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -281,7 +285,16 @@ impl AcmeClient {
             if with_replaces && let Some(id) = &replaced {
                 new_order = new_order.replaces(id.clone());
             }
-            match self.account.new_order(&new_order).await {
+            // A new-order request goes out alone: no other new-order and no authorization
+            // fetch of this account is in flight with it. Pebble 2.4.0 (Debian's) deadlocks
+            // for good otherwise: its new-order reads every authorization of the account
+            // under the store's read lock, while an authorization fetch holds that
+            // authorization's lock and waits for the store, behind any pending write.
+            let created = {
+                let _alone = self.order_gate.write().await;
+                self.account.new_order(&new_order).await
+            };
+            match created {
                 Ok(order) => return Ok(order),
                 // Someone (another node, an earlier crashed run) already replaced it: the new
                 // certificate is still wanted, just not as "the" replacement.
@@ -313,7 +326,7 @@ impl AcmeClient {
         let mut retrier = self.retrier(Step::Authorization);
         'fetch: loop {
             let mut authorizations = order.authorizations();
-            while let Some(next) = authorizations.next().await {
+            while let Some(next) = self.next_authorization(&mut authorizations).await {
                 let mut authz = match next {
                     Ok(authz) => authz,
                     Err(e) => {
@@ -375,6 +388,15 @@ impl AcmeClient {
         }
     }
 
+    /// Fetches the next authorization, never while a new-order request is in flight.
+    async fn next_authorization<'a>(
+        &self,
+        authorizations: &'a mut Authorizations<'_>,
+    ) -> Option<Result<AuthorizationHandle<'a>, instant_acme::Error>> {
+        let _shared = self.order_gate.read().await;
+        authorizations.next().await
+    }
+
     async fn wait_ready(&self, order: &mut Order, started: Instant) -> Result<(), AcmeError> {
         let mut poll = Poll::new(started, self.settings.order_timeout);
         loop {
@@ -405,9 +427,13 @@ impl AcmeClient {
     /// The CA's problem document of the challenge that failed, with its identifier.
     async fn explain_invalid(&self, order: &mut Order) -> AcmeError {
         let mut authorizations = order.authorizations();
-        while let Some(Ok(mut authz)) = authorizations.next().await {
+        while let Some(Ok(mut authz)) = self.next_authorization(&mut authorizations).await {
             let name = authz.identifier().identifier.to_string_value();
-            if authz.refresh().await.is_err() {
+            let refreshed = {
+                let _shared = self.order_gate.read().await;
+                authz.refresh().await
+            };
+            if refreshed.is_err() {
                 continue;
             }
             if let Some(problem) = authz.challenges.iter().find_map(|c| c.error.clone()) {

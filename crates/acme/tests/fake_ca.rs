@@ -1,10 +1,11 @@
 //! What Pebble 2.4 cannot exercise, against an in-process fake ACME CA (HTTPS, JWS bodies
 //! decoded but not verified): ARI renewal windows, `replaces` on replacement orders and the
-//! `alreadyReplaced` answer, 429 with Retry-After, and ACME profiles.
+//! `alreadyReplaced` answer, 429 with Retry-After, ACME profiles, and how many newOrder
+//! requests one account has in flight at once.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 enum OrderAnswer {
     RateLimited { retry_after: &'static str },
     AlreadyReplacedIfReplacing,
+    Unauthorized,
 }
 
 struct Fake {
@@ -41,6 +43,8 @@ struct Fake {
     certificate: Mutex<String>,
     window: (String, String),
     ari_lookups: Mutex<Vec<String>>,
+    new_orders_in_flight: AtomicUsize,
+    most_new_orders_in_flight: AtomicUsize,
 }
 
 type Shared = Arc<Fake>;
@@ -116,21 +120,35 @@ async fn account(State(fake): State<Shared>) -> Response {
     (StatusCode::CREATED, headers, J(json!({"status": "valid"}))).into_response()
 }
 
+/// Each newOrder answer takes 50 ms, long enough for concurrent requests to overlap.
 async fn new_order(State(fake): State<Shared>, body: Bytes) -> Response {
-    let request = payload(&body);
+    let now = fake.new_orders_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    fake.most_new_orders_in_flight
+        .fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let response = answer_new_order(&fake, &body);
+    fake.new_orders_in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+fn answer_new_order(fake: &Fake, body: &Bytes) -> Response {
+    let request = payload(body);
     fake.orders.lock().unwrap().push(request.clone());
     let answer = fake.script.lock().unwrap().pop_front();
     match answer {
         Some(OrderAnswer::RateLimited { retry_after }) => {
             return problem(
-                &fake,
+                fake,
                 StatusCode::TOO_MANY_REQUESTS,
                 "rateLimited",
                 &[("retry-after", retry_after)],
             );
         }
         Some(OrderAnswer::AlreadyReplacedIfReplacing) if request.get("replaces").is_some() => {
-            return problem(&fake, StatusCode::CONFLICT, "alreadyReplaced", &[]);
+            return problem(fake, StatusCode::CONFLICT, "alreadyReplaced", &[]);
+        }
+        Some(OrderAnswer::Unauthorized) => {
+            return problem(fake, StatusCode::FORBIDDEN, "unauthorized", &[]);
         }
         _ => {}
     }
@@ -146,7 +164,7 @@ async fn new_order(State(fake): State<Shared>, body: Bytes) -> Response {
         }
     }
     *fake.order_state.lock().unwrap() = state.clone();
-    let mut headers = nonce_headers(&fake);
+    let mut headers = nonce_headers(fake);
     headers.insert(
         "location",
         format!("{}/order/1", fake.base).parse().unwrap(),
@@ -232,6 +250,8 @@ async fn start(script: Vec<OrderAnswer>) -> Running {
             "2026-12-03T00:00:00Z".to_owned(),
         ),
         ari_lookups: Mutex::default(),
+        new_orders_in_flight: AtomicUsize::new(0),
+        most_new_orders_in_flight: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/dir", get(directory))
@@ -450,5 +470,28 @@ async fn an_unknown_profile_is_a_configuration_error() {
     assert!(
         running.fake.orders.lock().unwrap().is_empty(),
         "nothing was ordered"
+    );
+}
+
+/// Pebble 2.4.0 deadlocks for good when a newOrder request of an account is in flight with
+/// another one or with an authorization fetch, so an account sends them alone; the rest of
+/// each issuance still runs concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_has_one_new_order_in_flight_at_a_time() {
+    let running = start((0..4).map(|_| OrderAnswer::Unauthorized).collect()).await;
+    let client = client(&running, None).await;
+    let requests: Vec<OrderRequest> = (0..4).map(|_| request(None)).collect();
+    let issuances = requests.iter().map(|r| client.issue(r, &NO_CHALLENGES));
+    for outcome in futures_util::future::join_all(issuances).await {
+        let err = outcome.expect_err("the fake refuses every order");
+        assert!(err.to_string().contains("unauthorized"), "{err}");
+    }
+    assert_eq!(running.fake.orders.lock().unwrap().len(), 4);
+    assert_eq!(
+        running
+            .fake
+            .most_new_orders_in_flight
+            .load(Ordering::SeqCst),
+        1
     );
 }
