@@ -193,30 +193,80 @@ pub(crate) fn write_occurrences<'a>(
 ) -> io::Result<()> {
     const GROUP: usize = 1024;
     const PIECE: usize = 128;
+    // The same buffers serve every group: fresh ones would be 100 MB of page faults.
+    let mut buffers: Vec<Vec<u8>> = (0..GROUP / PIECE)
+        .map(|_| Vec::with_capacity(PIECE * 1024))
+        .collect();
     let mut occurrences = report.occurrences().peekable();
     let mut first = true;
     while occurrences.peek().is_some() {
         let group: Vec<Occurrence<'a>> = occurrences.by_ref().take(GROUP).collect();
-        let pieces: Vec<io::Result<Vec<u8>>> = group
+        let pieces = group.chunks(PIECE).len();
+        let rendered: Vec<io::Result<()>> = group
             .par_chunks(PIECE)
-            .map(|piece| {
-                let mut buf = Vec::with_capacity(piece.len() * 512);
+            .zip(buffers.par_iter_mut())
+            .map(|(piece, buf)| {
+                buf.clear();
                 for (i, o) in piece.iter().enumerate() {
                     if i > 0 {
                         buf.extend_from_slice(separator);
                     }
-                    render(&mut buf, o)?;
+                    render(buf, o)?;
                 }
-                Ok(buf)
+                Ok(())
             })
             .collect();
-        for piece in pieces {
+        for (result, buf) in rendered.into_iter().zip(&buffers[..pieces]) {
+            result?;
             if !first {
                 out.write_all(separator)?;
             }
             first = false;
-            out.write_all(&piece?)?;
+            out.write_all(buf)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use certvigil_core::inventory::{Inventory, Location, NewSource, SourceKind};
+    use certvigil_core::{DecodeOptions, Policy, SourceContent, decode};
+    use certvigil_testutil::{Pki, Spec};
+
+    use super::*;
+
+    /// More occurrences than one rendering group: the buffers reused from group to group
+    /// must still give each occurrence once, in report order.
+    #[test]
+    fn occurrences_past_one_group_are_written_once_each_in_order() {
+        let pki = Pki::new("Groups");
+        let leaf = pki.leaf(&Spec::leaf("many.example.com"));
+        let mut inventory = Inventory::new();
+        for i in 0..2_600 {
+            let location = Location::new(SourceKind::File, format!("/etc/ssl/{i:05}.pem"));
+            let decoded = decode(leaf.pem.as_bytes(), &DecodeOptions::default());
+            inventory.add_source(
+                NewSource::new(location),
+                SourceContent::from_decoded(decoded),
+            );
+        }
+        let policy = Policy::new(1_750_000_000);
+        let report = Report::new(&inventory, &[], &policy);
+        let mut out = Vec::new();
+        json::write(&report, &mut out).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let written: Vec<&str> = written["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["source"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = report
+            .occurrences()
+            .map(|o| &*o.source.location.name)
+            .collect();
+        assert_eq!(written.len(), 2_600);
+        assert_eq!(written, expected);
+    }
 }
