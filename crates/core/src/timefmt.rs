@@ -24,12 +24,21 @@ pub fn rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    // Digits placed by hand: `format!` costs more than the date arithmetic.
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, (secs / 3600) as u32);
+    put(14, 2, (secs % 3600 / 60) as u32);
+    put(17, 2, (secs % 60) as u32);
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
