@@ -152,6 +152,12 @@ impl AcmeError {
             instant_acme::Error::KeyRejected
             | instant_acme::Error::InvalidUri(_)
             | instant_acme::Error::Unsupported(_) => ErrorKind::Config(e.to_string()),
+            // The CA's certificate is not trusted (wrong `ca_roots`, an intercepting proxy):
+            // asking again gets the same certificate.
+            other if untrusted_certificate(&other) => ErrorKind::Config(format!(
+                "the CA's HTTPS certificate is not trusted (see ca_roots): {}",
+                chain(&other)
+            )),
             other => ErrorKind::Network(chain(&other)),
         };
         Self::new(step, kind)
@@ -194,6 +200,25 @@ impl AcmeError {
 
 pub(crate) fn problem_type(p: &Problem) -> Option<&str> {
     p.r#type.as_deref()?.strip_prefix(PROBLEM_PREFIX)
+}
+
+/// Whether rustls refused the peer's certificate somewhere in `e`'s chain. `source()` of an
+/// `io::Error` skips the error it wraps (tokio-rustls nests them), so each one is opened.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), wrapped].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(_)) = candidate.downcast_ref() {
+                return true;
+            }
+        }
+        next = wrapped.or_else(|| e.source());
+    }
+    false
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

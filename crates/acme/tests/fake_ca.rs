@@ -45,6 +45,8 @@ struct Fake {
     ari_lookups: Mutex<Vec<String>>,
     new_orders_in_flight: AtomicUsize,
     most_new_orders_in_flight: AtomicUsize,
+    /// TCP connections accepted, whether or not their TLS handshake succeeded.
+    connections: AtomicUsize,
 }
 
 type Shared = Arc<Fake>;
@@ -252,6 +254,7 @@ async fn start(script: Vec<OrderAnswer>) -> Running {
         ari_lookups: Mutex::default(),
         new_orders_in_flight: AtomicUsize::new(0),
         most_new_orders_in_flight: AtomicUsize::new(0),
+        connections: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/dir", get(directory))
@@ -278,11 +281,13 @@ async fn start(script: Vec<OrderAnswer>) -> Running {
     .with_single_cert(chain, key)
     .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let counted = fake.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = tcp.accept().await else {
                 continue;
             };
+            counted.connections.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
@@ -494,4 +499,27 @@ async fn one_account_has_one_new_order_in_flight_at_a_time() {
             .load(Ordering::SeqCst),
         1
     );
+}
+
+/// A CA whose HTTPS certificate the configured roots do not trust is a configuration error,
+/// reported at once: asking again would only get the same certificate.
+#[tokio::test]
+async fn an_untrusted_ca_certificate_is_a_configuration_error_and_not_retried() {
+    let running = start(Vec::new()).await;
+    let other = tempfile::tempdir().unwrap();
+    let unrelated_root = Certs::new("unrelated", other.path()).write_root();
+    let mut settings = AcmeSettings::new(&running.directory);
+    settings.ca_roots = vec![unrelated_root];
+    let account = other.path().join("account.json");
+    let Err(err) = AcmeClient::connect(settings, &account).await else {
+        panic!("connected through an untrusted certificate");
+    };
+    assert_eq!(err.class(), ErrorClass::Configuration, "{err}");
+    assert!(err.to_string().contains("ca_roots"), "{err}");
+    assert_eq!(
+        running.fake.connections.load(Ordering::SeqCst),
+        1,
+        "one handshake, no retries"
+    );
+    assert!(!account.exists());
 }
