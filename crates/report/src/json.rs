@@ -76,6 +76,8 @@ impl Summary {
     }
 }
 
+/// One certificate occurrence. The derived `Serialize` is the reference that the hand-written
+/// [`CertEntry::write`] is tested against.
 #[derive(Serialize)]
 struct CertEntry<'a> {
     source: &'a str,
