@@ -281,15 +281,7 @@ async fn followed_response(
     tail: &'static [u8],
 ) -> Response {
     if accepts(headers, header::ACCEPT_ENCODING, "gzip") {
-        let body = Body::from_stream(gz::follow(progress, tail));
-        return (
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            body,
-        )
-            .into_response();
+        return gzip_response(content_type, Body::from_stream(gz::follow(progress, tail)));
     }
     let done = progress
         .wait_for(|p| p.done().is_some())
@@ -342,14 +334,9 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             followed_response(&headers, JSON, progress, b"").await
         }
         Output::Done(body) => compressed_response(&headers, JSON, body.closed_with(b"")),
-        Output::Spilled(body) if accepts(&headers, header::ACCEPT_ENCODING, "gzip") => (
-            [
-                (header::CONTENT_TYPE, JSON),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            Body::from_stream(body.stream()),
-        )
-            .into_response(),
+        Output::Spilled(body) if accepts(&headers, header::ACCEPT_ENCODING, "gzip") => {
+            gzip_response(JSON, Body::from_stream(body.stream()))
+        }
         Output::Spilled(body) => {
             ([(header::CONTENT_TYPE, JSON)], gunzip(body.reader())).into_response()
         }
@@ -367,20 +354,25 @@ fn compressed_response(
         let body = Body::from_stream(futures_util::stream::iter(
             parts.into_iter().map(Ok::<_, std::convert::Infallible>),
         ));
-        (
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            body,
-        )
-            .into_response()
+        gzip_response(content_type, body)
     } else {
         let parts = PartsReader {
             parts: parts.into(),
         };
         ([(header::CONTENT_TYPE, content_type)], gunzip(parts)).into_response()
     }
+}
+
+/// A gzip stream sent as it is, labelled as such.
+fn gzip_response(content_type: &'static str, gzip: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_ENCODING, "gzip"),
+        ],
+        gzip,
+    )
+        .into_response()
 }
 
 fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {

@@ -171,16 +171,8 @@ impl CertEntry<'_> {
         o.bool("is_ca", self.is_ca);
         o.bool("self_signed", self.self_signed);
         o.bool("trust_anchor", self.trust_anchor);
-        o.key("key_usage");
-        match &self.key_usage {
-            Some(names) => o.array(names.iter(), |buf, name| string(buf, name))?,
-            None => o.buf.extend_from_slice(b"null"),
-        }
-        o.key("extended_key_usage");
-        match &self.extended_key_usage {
-            Some(names) => o.array(names.iter(), |buf, name| string(buf, name))?,
-            None => o.buf.extend_from_slice(b"null"),
-        }
+        o.opt_strs("key_usage", self.key_usage.as_deref())?;
+        o.opt_strs("extended_key_usage", self.extended_key_usage.as_deref())?;
         o.opt_str(
             "issuer_fingerprint_sha256",
             self.issuer_fingerprint_sha256.as_deref(),
@@ -223,6 +215,22 @@ impl<'b> Object<'b> {
         self.key(key);
         match value {
             Some(value) => string(self.buf, value),
+            None => {
+                self.buf.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
+
+    /// An array of strings, or null.
+    fn opt_strs<T: AsRef<str>>(
+        &mut self,
+        key: &'static str,
+        values: Option<&[T]>,
+    ) -> io::Result<()> {
+        self.key(key);
+        match values {
+            Some(values) => self.array(values.iter(), |buf, v| string(buf, v.as_ref())),
             None => {
                 self.buf.extend_from_slice(b"null");
                 Ok(())
