@@ -408,6 +408,9 @@ pub mod saved {
 pub struct IssuerKey {
     pub der: Arc<[u8]>,
     pub id: Fingerprint,
+    /// Parsed on the first signature check, for the others.
+    #[serde(skip)]
+    pub prepared: crate::verify::PreparedKey,
 }
 
 /// Subject alternative names packed into one string ("DNS:a\nIP:192.0.2.1"): a hundred
@@ -575,6 +578,7 @@ impl Certificate {
             summary.issuer_spki = Some(Box::new(IssuerKey {
                 der: spki.raw.into(),
                 id: sha256(spki.raw),
+                prepared: Default::default(),
             }));
         }
         summary

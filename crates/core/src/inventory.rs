@@ -19,7 +19,7 @@ use crate::decode::Decoded;
 use crate::error::ParseError;
 use crate::key::PrivateKey;
 use crate::linkcache::LinkCache;
-use crate::verify::{SignatureVerdict, verify_signature};
+use crate::verify::{SignatureVerdict, verify_prepared};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CertId(pub u32);
@@ -441,7 +441,17 @@ impl SourceContent {
                 let Some(key) = &issuer.issuer_spki else {
                     continue;
                 };
-                let status = check_link(cache, cert, ders[child], key, &mut newly_verified);
+                // The inventory's copy of a CA read before keeps its parsed key; this file's
+                // copy is dropped once added, so parsing its key for one check gains nothing.
+                let shared = known
+                    .and_then(|known| Some(known.cert(known.find(&issuer.fingerprint)?)))
+                    .and_then(|issuer| issuer.issuer_spki.as_deref());
+                let status = match shared {
+                    Some(key) => {
+                        check_link(cache, cert, ders[child], key, true, &mut newly_verified)
+                    }
+                    None => check_link(cache, cert, ders[child], key, false, &mut newly_verified),
+                };
                 links.push((child, issuer_idx, status));
                 if status != LinkStatus::BadSignature {
                     break;
@@ -465,7 +475,8 @@ impl SourceContent {
                     let Some(key) = &issuer.issuer_spki else {
                         continue;
                     };
-                    let status = check_link(cache, cert, ders[child], key, &mut newly_verified);
+                    let status =
+                        check_link(cache, cert, ders[child], key, true, &mut newly_verified);
                     // A bad signature is left to the issuer pass: an issuer read later (a
                     // re-keyed CA of the same name) may still be the right one.
                     if status != LinkStatus::BadSignature {
@@ -495,16 +506,18 @@ fn check_link(
     cert: &Certificate,
     der: &[u8],
     key: &IssuerKey,
+    shared_key: bool,
     newly_verified: &mut Vec<[u8; 16]>,
 ) -> LinkStatus {
     if cache.contains(&cert.fingerprint, &key.id) {
         return LinkStatus::Verified;
     }
-    // Parsed again only here: the signature check costs far more.
-    let status = match X509Certificate::from_der(der) {
-        Ok((_, parsed)) => link_status(verify_signature(&parsed, &key.der)),
-        Err(_) => LinkStatus::Unchecked,
-    };
+    let status = link_status(verify_prepared(
+        &cert.profile.signature_algorithm,
+        der,
+        &key.der,
+        shared_key.then_some(&key.prepared),
+    ));
     if status == LinkStatus::Verified {
         newly_verified.push(LinkCache::key(&cert.fingerprint, &key.id));
     }
@@ -784,14 +797,13 @@ impl Inventory {
             if !only.contains(&child) {
                 continue;
             }
-            let Ok((_, parsed)) = X509Certificate::from_der(der) else {
-                continue;
-            };
+            let sig_alg = &self.cert(child).profile.signature_algorithm;
             for issuer in self.issuer_candidates(child) {
                 let Some(key) = &self.cert(issuer).issuer_spki else {
                     continue;
                 };
-                let status = link_status(verify_signature(&parsed, &key.der));
+                let status =
+                    link_status(verify_prepared(sig_alg, der, &key.der, Some(&key.prepared)));
                 out.push((child, issuer, status));
                 if status != LinkStatus::BadSignature {
                     break;

@@ -655,6 +655,7 @@ mod tests {
             issuer_spki: Some(Box::new(IssuerKey {
                 der: Arc::from(&b"spki"[..]),
                 id: [5; 32],
+                prepared: Default::default(),
             })),
         }
     }
