@@ -446,12 +446,8 @@ impl SourceContent {
                 let shared = known
                     .and_then(|known| Some(known.cert(known.find(&issuer.fingerprint)?)))
                     .and_then(|issuer| issuer.issuer_spki.as_deref());
-                let status = match shared {
-                    Some(key) => {
-                        check_link(cache, cert, ders[child], key, true, &mut newly_verified)
-                    }
-                    None => check_link(cache, cert, ders[child], key, false, &mut newly_verified),
-                };
+                let (key, shared) = shared.map_or((&**key, false), |shared| (shared, true));
+                let status = check_link(cache, cert, ders[child], key, shared, &mut newly_verified);
                 links.push((child, issuer_idx, status));
                 if status != LinkStatus::BadSignature {
                     break;
