@@ -108,10 +108,9 @@ fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8])> {
     if signature.tag() != Tag::BitString {
         return None;
     }
-    // The first content byte counts the unused bits, zero for any signature.
-    let (&0, bits) = signature.data.split_first()? else {
-        return None;
-    };
+    // The first content byte counts the unused bits: zero in any real signature, and skipped
+    // whatever it says, as x509-parser does for `verify_signature`.
+    let (_, bits) = signature.data.split_first()?;
     Some((tbs, bits))
 }
 
@@ -316,5 +315,15 @@ mod tests {
             assert!(signed_parts(&leaf[..cut]).is_none(), "cut at {cut}");
         }
         assert!(signed_parts(b"\x30\x03\x02\x01\x00").is_none());
+        // Unused bits declared in the signature: the bytes and verdict x509-parser gives.
+        let mut odd = leaf.clone();
+        let unused_bits = leaf.len() - cert.signature_value.data.len() - 1;
+        odd[unused_bits] = 3;
+        let (_, sig) = signed_parts(&odd).unwrap();
+        assert_eq!(sig, &cert.signature_value.data[..]);
+        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
+        let (odd_cert, alg) = parts(&odd);
+        let verdict = verify_prepared(&alg, &odd, &spki, Some(&PreparedKey::default()));
+        assert_eq!(verdict, verify_signature(&odd_cert, &spki));
     }
 }
