@@ -315,14 +315,16 @@ mod tests {
             assert!(signed_parts(&leaf[..cut]).is_none(), "cut at {cut}");
         }
         assert!(signed_parts(b"\x30\x03\x02\x01\x00").is_none());
-        // Unused bits declared in the signature: the bytes and verdict x509-parser gives.
+        // Unused bits declared in the signature: the bytes and verdict x509-parser gives. DER
+        // wants the unused bits zero, or x509-parser rejects the certificate.
         let mut odd = leaf.clone();
         let unused_bits = leaf.len() - cert.signature_value.data.len() - 1;
         odd[unused_bits] = 3;
-        let (_, sig) = signed_parts(&odd).unwrap();
-        assert_eq!(sig, &cert.signature_value.data[..]);
-        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
+        *odd.last_mut().unwrap() &= !0b111;
         let (odd_cert, alg) = parts(&odd);
+        let (_, sig) = signed_parts(&odd).unwrap();
+        assert_eq!(sig, &odd_cert.signature_value.data[..]);
+        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
         let verdict = verify_prepared(&alg, &odd, &spki, Some(&PreparedKey::default()));
         assert_eq!(verdict, verify_signature(&odd_cert, &spki));
     }
