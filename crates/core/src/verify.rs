@@ -67,31 +67,33 @@ pub fn verify_prepared(
     let Some((tbs, sig)) = signed_parts(child_der) else {
         return SignatureVerdict::Unsupported("certificate does not parse".into());
     };
-    let key = prepared.and_then(|prepared| {
-        if let Some(key) = prepared.0.get() {
-            return Some(key);
-        }
-        // Nothing is kept for SM2 or what aws-lc cannot check: the next one may be checkable.
-        let key = prepare(sig_alg, issuer_spki)?;
-        // Another thread may have kept its own first; the algorithm is compared below.
-        Some(prepared.0.get_or_init(|| key))
-    });
-    match key.map(|key| &**key) {
-        Some((alg, key)) if alg == sig_alg => match key.verify_sig(tbs, sig) {
-            Ok(()) => SignatureVerdict::Valid,
-            Err(_) => SignatureVerdict::Invalid,
-        },
-        // A second algorithm under the same key, or no key kept.
-        _ => verify_parts(sig_alg, tbs, sig, issuer_spki),
+    if let Some((alg, key)) = prepared.and_then(|p| p.0.get()).map(|key| &**key)
+        && alg == sig_alg
+    {
+        return verdict(key.verify_sig(tbs, sig));
     }
+    let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(issuer_spki) else {
+        return SignatureVerdict::Unsupported("issuer public key does not parse".into());
+    };
+    // Nothing is kept for SM2 or what aws-lc cannot check: the next one may be checkable.
+    if let Some(prepared) = prepared.filter(|p| p.0.get().is_none())
+        && let Some(key) = prepare(sig_alg, &spki)
+    {
+        // Another thread may have kept its own first; the algorithm decides whether it serves.
+        let (alg, key) = &**prepared.0.get_or_init(|| key);
+        if alg == sig_alg {
+            return verdict(key.verify_sig(tbs, sig));
+        }
+    }
+    // A second algorithm under the same key, or no key kept.
+    verify_with(sig_alg, tbs, sig, &spki)
 }
 
 fn prepare(
     sig_alg: &SignatureAlgorithm,
-    issuer_spki: &[u8],
+    spki: &SubjectPublicKeyInfo<'_>,
 ) -> Option<Box<(SignatureAlgorithm, ParsedPublicKey)>> {
-    let (_, spki) = SubjectPublicKeyInfo::from_der(issuer_spki).ok()?;
-    let alg = aws_lc_algorithm(sig_alg, &key_algorithm(&spki))?;
+    let alg = aws_lc_algorithm(sig_alg, &key_algorithm(spki))?;
     let key = ParsedPublicKey::new(alg, &spki.subject_public_key.data).ok()?;
     Some(Box::new((sig_alg.clone(), key)))
 }
@@ -143,7 +145,16 @@ fn verify_parts(
     let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(issuer_spki) else {
         return SignatureVerdict::Unsupported("issuer public key does not parse".into());
     };
-    let key_alg = key_algorithm(&spki);
+    verify_with(sig_alg, tbs, sig, &spki)
+}
+
+fn verify_with(
+    sig_alg: &SignatureAlgorithm,
+    tbs: &[u8],
+    sig: &[u8],
+    spki: &SubjectPublicKeyInfo<'_>,
+) -> SignatureVerdict {
+    let key_alg = key_algorithm(spki);
     let key = &spki.subject_public_key.data;
 
     if *sig_alg == SignatureAlgorithm::Sm2Sm3 {
@@ -154,7 +165,11 @@ fn verify_parts(
             format!("{sig_alg} with a {key_alg} key is not supported").into(),
         );
     };
-    match UnparsedPublicKey::new(alg, key).verify(tbs, sig) {
+    verdict(UnparsedPublicKey::new(alg, key).verify(tbs, sig))
+}
+
+fn verdict<E>(checked: Result<(), E>) -> SignatureVerdict {
+    match checked {
         Ok(()) => SignatureVerdict::Valid,
         Err(_) => SignatureVerdict::Invalid,
     }
@@ -168,10 +183,7 @@ fn verify_sm2(tbs: &[u8], sig: &[u8], key: &[u8]) -> SignatureVerdict {
     let Ok(signature) = sm2::dsa::Signature::from_der(sig) else {
         return SignatureVerdict::Invalid;
     };
-    match verifying_key.verify(tbs, &signature) {
-        Ok(()) => SignatureVerdict::Valid,
-        Err(_) => SignatureVerdict::Invalid,
-    }
+    verdict(verifying_key.verify(tbs, &signature))
 }
 
 fn aws_lc_algorithm(
