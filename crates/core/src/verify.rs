@@ -243,6 +243,15 @@ mod tests {
         (cert, alg)
     }
 
+    /// A CA's SubjectPublicKeyInfo and one leaf it issued, with the leaf's algorithm.
+    fn ca_and_leaf(kind: KeyKind) -> (Vec<u8>, Vec<u8>, SignatureAlgorithm) {
+        let ca = Ca::root(&Spec::ca(&format!("{kind:?} CA")).key(kind));
+        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
+        let leaf = ca.issue(&Spec::leaf("leaf.example")).der;
+        let alg = parts(&leaf).1;
+        (spki, leaf, alg)
+    }
+
     #[test]
     fn prepared_keys_give_the_verdicts_of_a_full_parse() {
         for kind in [
@@ -282,10 +291,7 @@ mod tests {
 
     #[test]
     fn a_key_prepared_for_one_algorithm_is_not_used_for_another() {
-        let ca = Ca::root(&Spec::ca("P-256 CA").key(KeyKind::P256));
-        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
-        let leaf = ca.issue(&Spec::leaf("leaf.example")).der;
-        let (_, alg) = parts(&leaf);
+        let (spki, leaf, alg) = ca_and_leaf(KeyKind::P256);
         assert_eq!(alg, SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256));
         let prepared = PreparedKey::default();
         let valid = verify_prepared(&alg, &leaf, &spki, Some(&prepared));
@@ -298,10 +304,7 @@ mod tests {
 
     #[test]
     fn an_algorithm_aws_lc_cannot_check_leaves_the_key_to_the_next_check() {
-        let ca = Ca::root(&Spec::ca("P-256 CA").key(KeyKind::P256));
-        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
-        let leaf = ca.issue(&Spec::leaf("leaf.example")).der;
-        let (_, alg) = parts(&leaf);
+        let (spki, leaf, alg) = ca_and_leaf(KeyKind::P256);
         let prepared = PreparedKey::default();
         let unknown = SignatureAlgorithm::Other("1.2.3.4".into());
         let verdict = verify_prepared(&unknown, &leaf, &spki, Some(&prepared));
@@ -317,8 +320,7 @@ mod tests {
 
     #[test]
     fn signed_parts_are_the_ones_x509_parser_finds() {
-        let ca = Ca::root(&Spec::ca("RSA CA").key(KeyKind::Rsa2048));
-        let leaf = ca.issue(&Spec::leaf("leaf.example")).der;
+        let (spki, leaf, _) = ca_and_leaf(KeyKind::Rsa2048);
         let (cert, _) = parts(&leaf);
         let (tbs, sig) = signed_parts(&leaf).unwrap();
         assert_eq!(tbs, cert.tbs_certificate.as_ref());
@@ -336,7 +338,6 @@ mod tests {
         let (odd_cert, alg) = parts(&odd);
         let (_, sig) = signed_parts(&odd).unwrap();
         assert_eq!(sig, &odd_cert.signature_value.data[..]);
-        let spki = parts(&ca.cert.der).0.public_key().raw.to_vec();
         let verdict = verify_prepared(&alg, &odd, &spki, Some(&PreparedKey::default()));
         assert_eq!(verdict, verify_signature(&odd_cert, &spki));
     }
